@@ -1,0 +1,37 @@
+// One error base for the whole engine: a stable string `code`, a `hint` for the user and the
+// original `cause`. The CLI maps codes to exit codes; the server maps them to HTTP statuses.
+
+export type StrataErrorCode =
+  | 'STRATA_LAYERFILE_SYNTAX'
+  | 'STRATA_LAYERFILE_GRAPH'
+  | 'STRATA_USAGE'
+  | 'STRATA_IMAGE'
+  | 'STRATA_SNAPSHOT'
+  | 'STRATA_SANDBOX_START'
+  | 'STRATA_SANDBOX_EXEC'
+  | 'STRATA_TRACE'
+  | 'STRATA_STORE'
+  | 'STRATA_ENGINE'
+  | 'STRATA_INSTALL'
+  | 'STRATA_INTERNAL';
+
+export interface StrataErrorOptions {
+  hint?: string | undefined;
+  cause?: unknown;
+}
+
+export class StrataError extends Error {
+  readonly code: StrataErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: StrataErrorCode, message: string, options: StrataErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'StrataError';
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+export function isStrataError(value: unknown): value is StrataError {
+  return value instanceof StrataError;
+}
