@@ -1,0 +1,100 @@
+// The embedded database (SQLite through better-sqlite3): runs, their steps, and the cache index.
+// One file under the store directory; WAL mode so readers (`strata why`, the server) never block a run.
+// Schema changes are append-only migrations, applied in order inside a transaction.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { StrataError } from '../errors.js';
+
+export type Db = Database.Database;
+
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    repo TEXT NOT NULL,
+    commit_id TEXT,
+    tree TEXT NOT NULL,
+    branch TEXT NOT NULL DEFAULT '',
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    status TEXT NOT NULL
+  );
+  CREATE INDEX runs_by_repo ON runs (repo, started_at);
+
+  CREATE TABLE run_runners (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    runner TEXT NOT NULL,
+    layerfile TEXT NOT NULL,
+    status TEXT NOT NULL,
+    plan TEXT,
+    started_at INTEGER,
+    finished_at INTEGER,
+    PRIMARY KEY (run_id, runner)
+  );
+
+  CREATE TABLE run_steps (
+    run_id TEXT NOT NULL,
+    runner TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    duration_ms INTEGER,
+    snapshot TEXT,
+    PRIMARY KEY (run_id, runner, idx)
+  );
+
+  -- The cache index. A chain is one run of one runner (a Layerfile, or one SPLIT copy of it) against one
+  -- source tree; its steps carry the definition key, the snapshot taken after the step (if any) and the
+  -- step's trace. Rows are written only after the snapshot they name is committed.
+  CREATE TABLE chains (
+    id TEXT PRIMARY KEY,
+    repo TEXT NOT NULL,
+    runner TEXT NOT NULL,
+    layerfile TEXT NOT NULL,
+    tree TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX chains_by_runner ON chains (repo, runner, created_at);
+
+  CREATE TABLE chain_steps (
+    chain_id TEXT NOT NULL REFERENCES chains (id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    definition_key TEXT NOT NULL,
+    snapshot TEXT,
+    trace TEXT,
+    copies TEXT NOT NULL DEFAULT '[]',
+    repeatable INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (chain_id, idx)
+  );
+  CREATE INDEX chain_steps_by_key ON chain_steps (idx, definition_key);
+  `,
+];
+
+/** Opens (creating if needed) the database at `file` and brings its schema up to date. */
+export function openDatabase(file: string): Db {
+  let db: Db;
+  try {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    db = new Database(file);
+  } catch (cause) {
+    throw new StrataError('STRATA_STORE', `cannot open the database ${file}`, { cause });
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 10000');
+  const version = db.pragma('user_version', { simple: true }) as number;
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    const migration = MIGRATIONS[v] as string;
+    db.transaction(() => {
+      db.exec(migration);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return db;
+}
