@@ -1,0 +1,144 @@
+// COPY: sources from the commit's git tree into the machine, and the record of where each landed (the
+// planner maps a changed repo path to machine paths through these records). Sources are relative to the
+// Layerfile's directory, `/x` is from the repo root, `..` may climb but never out of the repo.
+// Semantics follow Dockerfile COPY: a directory source copies its contents into dest; a file source
+// lands at dest, or at dest/<name> when dest ends in `/`, is an existing directory, or there are
+// several sources.
+import { execFile } from 'node:child_process';
+import { lstat, mkdir, rm, symlink, writeFile, chmod } from 'node:fs/promises';
+import { dirname, posix } from 'node:path';
+import { StrataError } from '../errors.js';
+import { exportTree, pathState, type SourcePathState, type TreeId } from '../source/git.js';
+import { ensureMachineDir, resolveInRoot } from './rootfs.js';
+
+export interface CopyRecord {
+  /** Repo-relative posix path that was copied ('' = the repo root). */
+  source: string;
+  /** Absolute machine path where it landed. */
+  dest: string;
+}
+
+/** Repo-relative path of a COPY source written in the Layerfile at `layerfilePath`. */
+export function resolveSourcePath(layerfilePath: string, source: string): string {
+  const layerfileDir = posix.dirname(layerfilePath) === '.' ? '' : posix.dirname(layerfilePath);
+  const joined = source.startsWith('/') ? posix.normalize(source) : posix.normalize('/' + posix.join(layerfileDir, source));
+  // normalize('/..') is '/': detect climbing above the root before normalising it away.
+  const climbing = source.startsWith('/') ? source : posix.join(layerfileDir || '.', source);
+  if (posix.normalize(climbing).split('/')[0] === '..') {
+    throw new StrataError('STRATA_ENGINE', `COPY source ${JSON.stringify(source)} is outside the repository`);
+  }
+  return joined.replace(/^\/+/, '').replace(/\/+$/, '');
+}
+
+/** Absolute machine path of a destination relative to `workdir`; keeps whether it ended in '/'. */
+export function resolveDestPath(workdir: string, dest: string): { path: string; isDir: boolean } {
+  const isDir = dest.endsWith('/') || dest === '.' || dest === './' || dest.endsWith('/.');
+  const path = posix.resolve(workdir, dest);
+  return { path, isDir };
+}
+
+function gitBlob(repoDir: string, tree: TreeId, path: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile('git', ['cat-file', 'blob', `${tree}:${path}`], { cwd: repoDir, encoding: 'buffer', maxBuffer: 4 * 1024 * 1024 * 1024 }, (error, stdout) => {
+      if (error) reject(new StrataError('STRATA_ENGINE', `cannot read ${path} from the source tree`, { cause: error }));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Writes one non-directory source path (file or symlink) at host path `host`, replacing what is there. */
+async function writeEntry(repoDir: string, tree: TreeId, path: string, state: SourcePathState, host: string): Promise<void> {
+  await mkdir(dirname(host), { recursive: true });
+  await rm(host, { recursive: true, force: true });
+  const content = await gitBlob(repoDir, tree, path);
+  if (state.type === 'symlink') {
+    await symlink(content.toString('utf8'), host);
+  } else {
+    await writeFile(host, content, { mode: state.mode });
+    await chmod(host, state.mode);
+  }
+}
+
+export interface CopyRequest {
+  repoDir: string;
+  tree: TreeId;
+  /** The machine's root directory on the host (the machine must be frozen or stopped meanwhile). */
+  rootfs: string;
+  layerfilePath: string;
+  sources: string[];
+  dest: string;
+  workdir: string;
+}
+
+/** Executes a COPY into the machine's root and returns where each source landed. */
+export async function copyIntoMachine(request: CopyRequest): Promise<CopyRecord[]> {
+  const { repoDir, tree, rootfs } = request;
+  const dest = resolveDestPath(request.workdir, request.dest);
+  const records: CopyRecord[] = [];
+  for (const written of request.sources) {
+    const source = resolveSourcePath(request.layerfilePath, written);
+    const state = await pathState(repoDir, tree, source);
+    if (!state) {
+      throw new StrataError('STRATA_ENGINE', `COPY source ${JSON.stringify(written)} does not exist in the commit (looked for ${source || '.'})`, {
+        hint: 'paths are relative to the Layerfile\'s directory; files ignored by git are not copied',
+      });
+    }
+    if (state.type === 'dir') {
+      const host = await ensureMachineDir(rootfs, dest.path);
+      await exportTree(repoDir, tree, source, host);
+      records.push({ source, dest: dest.path });
+      continue;
+    }
+    let target = dest.path;
+    const intoDir = dest.isDir || request.sources.length > 1 || (await isMachineDir(rootfs, dest.path));
+    if (intoDir) target = posix.join(dest.path, posix.basename(source));
+    await ensureMachineDir(rootfs, posix.dirname(target));
+    await writeEntry(repoDir, tree, source, state, await resolveInRoot(rootfs, target, { followLast: false }));
+    records.push({ source, dest: target });
+  }
+  return records;
+}
+
+async function isMachineDir(rootfs: string, machinePath: string): Promise<boolean> {
+  try {
+    return (await lstat(await resolveInRoot(rootfs, machinePath))).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export interface ReapplyEntry {
+  /** Repo-relative source path that changed. */
+  source: string;
+  /** Machine path it maps to. */
+  dest: string;
+  /** The new state (null: deleted). */
+  after: SourcePathState | null;
+}
+
+/**
+ * Brings restored copies up to date with the new commit: writes changed files, creates new
+ * directories, deletes removed paths. Entries are applied parents first, deletions deepest first.
+ */
+export async function reapplyChanges(repoDir: string, tree: TreeId, rootfs: string, entries: ReapplyEntry[]): Promise<void> {
+  const deletions = entries.filter((e) => e.after === null).sort((a, b) => b.dest.length - a.dest.length);
+  const writes = entries.filter((e) => e.after !== null).sort((a, b) => a.dest.length - b.dest.length);
+  for (const entry of deletions) {
+    await rm(await resolveInRoot(rootfs, entry.dest, { followLast: false }), { recursive: true, force: true });
+  }
+  for (const entry of writes) {
+    const after = entry.after as SourcePathState;
+    if (after.type === 'dir') {
+      const host = await resolveInRoot(rootfs, entry.dest, { followLast: false });
+      try {
+        if (!(await lstat(host)).isDirectory()) await rm(host, { force: true });
+      } catch {
+        // absent: created below
+      }
+      await ensureMachineDir(rootfs, entry.dest);
+    } else {
+      await ensureMachineDir(rootfs, posix.dirname(entry.dest));
+      await writeEntry(repoDir, tree, entry.source, after, await resolveInRoot(rootfs, entry.dest, { followLast: false }));
+    }
+  }
+}
