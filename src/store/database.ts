@@ -66,6 +66,9 @@ const MIGRATIONS: string[] = [
     idx INTEGER NOT NULL,
     definition_key TEXT NOT NULL,
     snapshot TEXT,
+    -- Identity of the machine state after this step: new when the step ran, carried over when it was
+    -- restored from cache. A child Layerfile's definition keys chain its parent's final state id.
+    state_id TEXT NOT NULL,
     trace TEXT,
     copies TEXT NOT NULL DEFAULT '[]',
     repeatable INTEGER NOT NULL DEFAULT 0,

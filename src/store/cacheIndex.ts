@@ -1,0 +1,134 @@
+// The cache index: which snapshots exist for which chain of definition keys, against which source
+// tree, with which traces. The engine writes a step's row only after its snapshot is committed
+// (snapshot first, index second), so a crash leaves at worst an orphan snapshot, never a row naming a
+// snapshot that does not exist.
+import { randomUUID } from 'node:crypto';
+import type { StepTrace } from '../trace/types.js';
+import type { Db } from './database.js';
+
+export interface ChainCopy {
+  source: string;
+  dest: string;
+}
+
+export interface ChainStepRecord {
+  index: number;
+  definitionKey: string;
+  /** Committed snapshot after this step, or null when the step has none (metadata-only, disabled). */
+  snapshot: string | null;
+  stateId: string;
+  /** Null when the step did not finish recording (crash): the planner treats it as invalidated. */
+  trace: StepTrace | null;
+  copies: ChainCopy[];
+  repeatable: boolean;
+}
+
+export interface ChainRecord {
+  id: string;
+  repo: string;
+  runner: string;
+  layerfile: string;
+  tree: string;
+  runId: string;
+  createdAt: number;
+  complete: boolean;
+  steps: ChainStepRecord[];
+}
+
+export interface CacheIndex {
+  /** Recent chains of `runner` in `repo` whose first step has `firstKey`, newest first. */
+  candidates(repo: string, runner: string, firstKey: string, limit?: number): ChainRecord[];
+  startChain(chain: Omit<ChainRecord, 'id' | 'steps' | 'complete' | 'createdAt'>, now: number): string;
+  addStep(chainId: string, step: ChainStepRecord): void;
+  completeChain(chainId: string): void;
+  /** Every snapshot some chain still names (what garbage collection must keep). */
+  referencedSnapshots(): Set<string>;
+}
+
+interface ChainRow {
+  id: string;
+  repo: string;
+  runner: string;
+  layerfile: string;
+  tree: string;
+  run_id: string;
+  created_at: number;
+  complete: number;
+}
+
+interface StepRow {
+  chain_id: string;
+  idx: number;
+  definition_key: string;
+  snapshot: string | null;
+  state_id: string;
+  trace: string | null;
+  copies: string;
+  repeatable: number;
+}
+
+export function createCacheIndex(db: Db): CacheIndex {
+  const selectChains = db.prepare<[string, string, string, number], ChainRow>(`
+    SELECT c.* FROM chains c JOIN chain_steps s ON s.chain_id = c.id AND s.idx = 0
+    WHERE c.repo = ? AND c.runner = ? AND s.definition_key = ?
+    ORDER BY c.created_at DESC, c.rowid DESC LIMIT ?`);
+  const selectSteps = db.prepare<[string], StepRow>('SELECT * FROM chain_steps WHERE chain_id = ? ORDER BY idx');
+  const insertChain = db.prepare(
+    'INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at, complete) VALUES (?, ?, ?, ?, ?, ?, ?, 0)',
+  );
+  const insertStep = db.prepare(
+    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const markComplete = db.prepare('UPDATE chains SET complete = 1 WHERE id = ?');
+  const allSnapshots = db.prepare<[], { snapshot: string }>('SELECT DISTINCT snapshot FROM chain_steps WHERE snapshot IS NOT NULL');
+
+  const toStep = (row: StepRow): ChainStepRecord => ({
+    index: row.idx,
+    definitionKey: row.definition_key,
+    snapshot: row.snapshot,
+    stateId: row.state_id,
+    trace: row.trace === null ? null : (JSON.parse(row.trace) as StepTrace),
+    copies: JSON.parse(row.copies) as ChainCopy[],
+    repeatable: row.repeatable === 1,
+  });
+
+  return {
+    candidates(repo, runner, firstKey, limit = 20) {
+      return selectChains.all(repo, runner, firstKey, limit).map((row) => ({
+        id: row.id,
+        repo: row.repo,
+        runner: row.runner,
+        layerfile: row.layerfile,
+        tree: row.tree,
+        runId: row.run_id,
+        createdAt: row.created_at,
+        complete: row.complete === 1,
+        steps: selectSteps.all(row.id).map(toStep),
+      }));
+    },
+    startChain(chain, now) {
+      const id = randomUUID();
+      insertChain.run(id, chain.repo, chain.runner, chain.layerfile, chain.tree, chain.runId, now);
+      return id;
+    },
+    addStep(chainId, step) {
+      insertStep.run(
+        chainId,
+        step.index,
+        step.definitionKey,
+        step.snapshot,
+        step.stateId,
+        step.trace === null ? null : JSON.stringify(step.trace),
+        JSON.stringify(step.copies),
+        step.repeatable ? 1 : 0,
+      );
+    },
+    completeChain(chainId) {
+      markComplete.run(chainId);
+    },
+    referencedSnapshots() {
+      return new Set(allSnapshots.all().map((r) => r.snapshot));
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openDatabase } from '../../src/store/database.js';
+import { createCacheIndex, type ChainStepRecord } from '../../src/store/cacheIndex.js';
+import { createRunLog } from '../../src/store/runs.js';
+
+const trace = { read: ['/root/file1'], listed: [], statted: [], absent: ['/root/x'], written: [] };
+const step = (index: number, key: string, snapshot: string | null): ChainStepRecord => ({
+  index, definitionKey: key, snapshot, stateId: `state-${key}`, trace, copies: [{ source: '', dest: '/root' }], repeatable: false,
+});
+
+test('cache index stores chains and finds candidates by first key, newest first, across reopen', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-db-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'strata.db');
+  let db = openDatabase(file);
+  let index = createCacheIndex(db);
+  const base = { repo: '/r', runner: 'main-layerfile', layerfile: 'Layerfile', runId: 'run1' };
+  const older = index.startChain({ ...base, tree: 'tree1' }, 1000);
+  index.addStep(older, step(0, 'k0', 'snap-a0'));
+  index.addStep(older, step(1, 'k1', null));
+  index.completeChain(older);
+  const newer = index.startChain({ ...base, tree: 'tree2' }, 2000);
+  index.addStep(newer, step(0, 'k0', 'snap-b0'));
+  const other = index.startChain({ ...base, tree: 'tree3' }, 3000);
+  index.addStep(other, step(0, 'different', 'snap-c0'));
+  db.close();
+
+  db = openDatabase(file);
+  index = createCacheIndex(db);
+  const found = index.candidates('/r', 'main-layerfile', 'k0');
+  assert.deepEqual(found.map((c) => c.tree), ['tree2', 'tree1']);
+  assert.equal(found[1]?.complete, true);
+  assert.equal(found[0]?.complete, false);
+  assert.deepEqual(found[1]?.steps.map((s) => [s.index, s.snapshot, s.stateId]), [[0, 'snap-a0', 'state-k0'], [1, null, 'state-k1']]);
+  assert.deepEqual(found[1]?.steps[0]?.trace, trace);
+  assert.deepEqual(index.candidates('/r', 'other-runner', 'k0'), []);
+  assert.deepEqual([...index.referencedSnapshots()].sort(), ['snap-a0', 'snap-b0', 'snap-c0']);
+  db.close();
+});
+
+test('run log records runners and steps with reasons and returns the last run', () => {
+  const db = openDatabase(':memory:');
+  const log = createRunLog(db);
+  log.createRun({ id: 'r1', repo: '/r', commit: 'c1', tree: 't1', branch: 'main', startedAt: 1 });
+  log.createRun({ id: 'r2', repo: '/r', commit: 'c2', tree: 't2', branch: 'main', startedAt: 2 });
+  log.setRunner('r2', { runner: 'main-layerfile', layerfile: 'Layerfile', status: 'running', plan: 'restore after step 2' });
+  log.setStep('r2', { runner: 'main-layerfile', index: 0, line: 2, text: 'COPY . .', status: 'cached', reason: null, durationMs: null, snapshot: 's0' });
+  log.setStep('r2', { runner: 'main-layerfile', index: 1, line: 3, text: 'RUN cat file1', status: 'ran', reason: { message: 'file1 content changed (read by step 2)', path: 'file1', kind: 'content-changed' }, durationMs: 12, snapshot: 's1' });
+  log.setRunner('r2', { runner: 'main-layerfile', layerfile: 'Layerfile', status: 'success' });
+  log.finishRun('r2', 'success', 3);
+  const last = log.lastRun('/r');
+  assert.equal(last?.id, 'r2');
+  assert.equal(last?.status, 'success');
+  assert.equal(last?.runners[0]?.status, 'success');
+  assert.equal(last?.runners[0]?.plan, 'restore after step 2', 'a later status update keeps the plan');
+  assert.deepEqual(last?.runners[0]?.steps.map((s) => s.status), ['cached', 'ran']);
+  assert.equal(last?.runners[0]?.steps[1]?.reason?.path, 'file1');
+  assert.equal(log.getRun('r1')?.status, 'running');
+  assert.equal(log.lastRun('/other'), undefined);
+});
