@@ -10,13 +10,7 @@ import { dirname, posix } from 'node:path';
 import { StrataError } from '../errors.js';
 import { exportTree, pathState, type SourcePathState, type TreeId } from '../source/git.js';
 import { ensureMachineDir, resolveInRoot } from './rootfs.js';
-
-export interface CopyRecord {
-  /** Repo-relative posix path that was copied ('' = the repo root). */
-  source: string;
-  /** Absolute machine path where it landed. */
-  dest: string;
-}
+import type { CopyRecord, ReapplyEntry } from '../plan/types.js';
 
 /** Repo-relative path of a COPY source written in the Layerfile at `layerfilePath`. */
 export function resolveSourcePath(layerfilePath: string, source: string): string {
@@ -107,27 +101,18 @@ async function isMachineDir(rootfs: string, machinePath: string): Promise<boolea
   }
 }
 
-export interface ReapplyEntry {
-  /** Repo-relative source path that changed. */
-  source: string;
-  /** Machine path it maps to. */
-  dest: string;
-  /** The new state (null: deleted). */
-  after: SourcePathState | null;
-}
-
 /**
  * Brings restored copies up to date with the new commit: writes changed files, creates new
  * directories, deletes removed paths. Entries are applied parents first, deletions deepest first.
  */
 export async function reapplyChanges(repoDir: string, tree: TreeId, rootfs: string, entries: ReapplyEntry[]): Promise<void> {
-  const deletions = entries.filter((e) => e.after === null).sort((a, b) => b.dest.length - a.dest.length);
-  const writes = entries.filter((e) => e.after !== null).sort((a, b) => a.dest.length - b.dest.length);
+  const deletions = entries.filter((e) => e.change.after === null).sort((a, b) => b.dest.length - a.dest.length);
+  const writes = entries.filter((e) => e.change.after !== null).sort((a, b) => a.dest.length - b.dest.length);
   for (const entry of deletions) {
     await rm(await resolveInRoot(rootfs, entry.dest, { followLast: false }), { recursive: true, force: true });
   }
   for (const entry of writes) {
-    const after = entry.after as SourcePathState;
+    const after = entry.change.after as SourcePathState;
     if (after.type === 'dir') {
       const host = await resolveInRoot(rootfs, entry.dest, { followLast: false });
       try {

@@ -8,28 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
 import { execOrThrow } from '../util/exec.js';
+import type { PathState, SourceChange } from '../plan/types.js';
 
 export type TreeId = string & { readonly __brand: 'TreeId' };
 
-export type SourcePathType = 'file' | 'dir' | 'symlink';
-
-/** The state of one path in a source tree, as the planner compares it. */
-export interface SourcePathState {
-  type: SourcePathType;
-  /** Unix permission bits as a machine sees them after COPY (0o644, 0o755, 0o777 for symlinks, 0o755 dirs). */
-  mode: number;
-  /** Bytes for files and symlinks (length of the target), 0 for directories. */
-  size: number;
-  /** Blob id for files and symlinks (a symlink's blob is its target); '' for directories. */
-  contentId: string;
-}
-
-export interface SourcePathChange {
-  /** Repo-relative posix path. */
-  path: string;
-  before: SourcePathState | null;
-  after: SourcePathState | null;
-}
+/** The state of one path in a source tree (the planner's PathState), and a change between two trees. */
+export type SourcePathState = PathState;
+export type SourcePathChange = SourceChange;
 
 export interface CommitInfo {
   commit: string;

@@ -3,13 +3,9 @@
 // (snapshot first, index second), so a crash leaves at worst an orphan snapshot, never a row naming a
 // snapshot that does not exist.
 import { randomUUID } from 'node:crypto';
+import type { CopyRecord } from '../plan/types.js';
 import type { StepTrace } from '../trace/types.js';
 import type { Db } from './database.js';
-
-export interface ChainCopy {
-  source: string;
-  dest: string;
-}
 
 export interface ChainStepRecord {
   index: number;
@@ -19,8 +15,10 @@ export interface ChainStepRecord {
   stateId: string;
   /** Null when the step did not finish recording (crash): the planner treats it as invalidated. */
   trace: StepTrace | null;
-  copies: ChainCopy[];
+  copies: CopyRecord[];
   repeatable: boolean;
+  /** A failed step is kept (its snapshot is what `strata shell` opens) but never reused. */
+  succeeded: boolean;
 }
 
 export interface ChainRecord {
@@ -65,6 +63,7 @@ interface StepRow {
   trace: string | null;
   copies: string;
   repeatable: number;
+  succeeded: number;
 }
 
 export function createCacheIndex(db: Db): CacheIndex {
@@ -77,8 +76,8 @@ export function createCacheIndex(db: Db): CacheIndex {
     'INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at, complete) VALUES (?, ?, ?, ?, ?, ?, ?, 0)',
   );
   const insertStep = db.prepare(
-    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable, succeeded)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const markComplete = db.prepare('UPDATE chains SET complete = 1 WHERE id = ?');
   const allSnapshots = db.prepare<[], { snapshot: string }>('SELECT DISTINCT snapshot FROM chain_steps WHERE snapshot IS NOT NULL');
@@ -89,8 +88,9 @@ export function createCacheIndex(db: Db): CacheIndex {
     snapshot: row.snapshot,
     stateId: row.state_id,
     trace: row.trace === null ? null : (JSON.parse(row.trace) as StepTrace),
-    copies: JSON.parse(row.copies) as ChainCopy[],
+    copies: JSON.parse(row.copies) as CopyRecord[],
     repeatable: row.repeatable === 1,
+    succeeded: row.succeeded === 1,
   });
 
   return {
@@ -122,6 +122,7 @@ export function createCacheIndex(db: Db): CacheIndex {
         step.trace === null ? null : JSON.stringify(step.trace),
         JSON.stringify(step.copies),
         step.repeatable ? 1 : 0,
+        step.succeeded ? 1 : 0,
       );
     },
     completeChain(chainId) {

@@ -72,6 +72,7 @@ const MIGRATIONS: string[] = [
     trace TEXT,
     copies TEXT NOT NULL DEFAULT '[]',
     repeatable INTEGER NOT NULL DEFAULT 0,
+    succeeded INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (chain_id, idx)
   );
   CREATE INDEX chain_steps_by_key ON chain_steps (idx, definition_key);

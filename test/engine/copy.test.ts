@@ -84,7 +84,7 @@ test('reapplyChanges writes changed files, adds directories and deletes removed 
   const changes = await diffTrees(repo, before, after);
   const entries = changes
     .filter((c) => c.path.startsWith('svc/'))
-    .map((c) => ({ source: c.path, dest: '/root/app/' + c.path.slice('svc/'.length), after: c.after }));
+    .map((c) => ({ source: c.path, dest: '/root/app/' + c.path.slice('svc/'.length), change: c, copyStep: 0 }));
   await reapplyChanges(repo, after, rootfs, entries);
   assert.equal(readFileSync(join(rootfs, 'root/app/src/a.ts'), 'utf8'), 'changed');
   assert.ok(!existsSync(join(rootfs, 'root/app/run.sh')));

@@ -9,7 +9,7 @@ import { createRunLog } from '../../src/store/runs.js';
 
 const trace = { read: ['/root/file1'], listed: [], statted: [], absent: ['/root/x'], written: [] };
 const step = (index: number, key: string, snapshot: string | null): ChainStepRecord => ({
-  index, definitionKey: key, snapshot, stateId: `state-${key}`, trace, copies: [{ source: '', dest: '/root' }], repeatable: false,
+  index, definitionKey: key, snapshot, stateId: `state-${key}`, trace, copies: [{ source: '', dest: '/root' }], repeatable: false, succeeded: true,
 });
 
 test('cache index stores chains and finds candidates by first key, newest first, across reopen', (t) => {
