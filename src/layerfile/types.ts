@@ -43,7 +43,9 @@ export type Instruction =
   | (Base & { kind: 'copy'; sources: string[]; dest: string })
   | (Base & { kind: 'clone'; url: string; defaultBranch: string | undefined; sources: string[]; dest: string })
   | (Base & { kind: 'workdir'; dir: string })
-  | (Base & { kind: 'env'; vars: Array<{ name: string; value: string }> })
+  /** `value`: quotes removed, `$VAR` left as written (display). `raw`: as written; the engine expands it
+   *  with `expandEnvValue(raw, env)` from env.ts, which knows `'$X'` is literal and `"$X"` is not. */
+  | (Base & { kind: 'env'; vars: Array<{ name: string; value: string; raw: string }> })
   | (Base & { kind: 'buildEnv'; names: string[] })
   | (Base & { kind: 'secretEnv'; names: string[] })
   | (Base & { kind: 'cache'; dirs: string[] })
