@@ -14,6 +14,14 @@ export function buildProgram(): Command {
     .name('strata')
     .description('Run Layerfiles: whole-machine CI pipelines with per-step snapshots and read-traced caching.')
     .exitOverride();
+  program
+    .command('check [dir]')
+    .description('Parse every Layerfile in a repo and show the DAG, runner ids, steps and errors (runs nothing).')
+    .option('--json', 'print one JSON document instead of text')
+    .action(async (dir: string | undefined, options: { json?: boolean }) => {
+      const { checkCommand } = await import('./commands/check.js');
+      process.exitCode = await checkCommand(dir ?? '.', options);
+    });
   return program;
 }
 
