@@ -1,0 +1,275 @@
+// Base images as committed snapshots. `ensureImage` returns the snapshot for an image name, building it
+// when the store lacks it: from the host-wide image cache (a tar per recipe hash, so throwaway stores
+// and test runs do not rerun mmdebstrap), else with mmdebstrap into that cache first.
+//
+// The cache tar is written under a temporary name and renamed (a crash never leaves half a tar under
+// the final name), and one builder at a time holds `<hash>.lock` (holding its pid, so a lock left by a
+// dead process is taken over) while the others wait for the tar.
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StrataError } from '../errors.js';
+import { snapshotKey, snapshotName, type SnapshotName, type SnapshotStore } from '../snapshot/types.js';
+import { execOrThrow } from '../util/exec.js';
+import { findRecipe, imageTablePath, loadImageTable, recipeHash, type ImageRecipe } from './table.js';
+
+export type ImageProgressPhase = 'cached' | 'wait' | 'check-mirror' | 'download' | 'extract' | 'commit';
+
+export interface ImageProgress {
+  image: string;
+  phase: ImageProgressPhase;
+  message: string;
+}
+
+export interface EnsureImageOptions {
+  onProgress?: (progress: ImageProgress) => void;
+  /** Image table file (default: $STRATA_IMAGE_TABLE, else config/images.json). */
+  tablePath?: string;
+  /** Host-wide cache of built images (default: $STRATA_IMAGE_CACHE, else /var/cache/strata/images). */
+  cacheDir?: string;
+  /** How long to wait for the mirror's Release file before calling it unreachable. */
+  mirrorTimeoutMs?: number;
+}
+
+export interface EnsuredImage {
+  image: string;
+  /** The committed snapshot holding the image's root filesystem. */
+  snapshot: SnapshotName;
+  recipeHash: string;
+  /** How it was obtained: already in the store, extracted from the host cache, or built now. */
+  source: 'store' | 'cache' | 'built';
+}
+
+export const defaultImageCacheDir = '/var/cache/strata/images';
+
+/** The snapshot name of an image: readable, and unique per recipe. */
+export function imageSnapshotName(image: string, hash: string): SnapshotName {
+  return snapshotName(`image.${image.replace(/[^A-Za-z0-9]+/g, '-')}.${hash.slice(0, 16)}`);
+}
+
+/** Builds in progress per store and snapshot name: concurrent callers share one extraction. */
+const inProgress = new WeakMap<SnapshotStore, Map<string, Promise<EnsuredImage>>>();
+
+export async function ensureImage(
+  store: SnapshotStore,
+  image: string,
+  options: EnsureImageOptions = {},
+): Promise<EnsuredImage> {
+  const tablePath = imageTablePath(options.tablePath);
+  const table = await loadImageTable(tablePath);
+  const recipe = findRecipe(table, image);
+  const hash = recipeHash(recipe);
+  const name = imageSnapshotName(image, hash);
+  let builds = inProgress.get(store);
+  if (!builds) inProgress.set(store, (builds = new Map()));
+  const running = builds.get(name);
+  if (running) return running;
+  const build = ensureImageIn(store, image, recipe, hash, name, tablePath, options);
+  builds.set(name, build);
+  try {
+    return await build;
+  } finally {
+    builds.delete(name);
+  }
+}
+
+async function ensureImageIn(
+  store: SnapshotStore,
+  image: string,
+  recipe: ImageRecipe,
+  hash: string,
+  name: SnapshotName,
+  tablePath: string,
+  options: EnsureImageOptions,
+): Promise<EnsuredImage> {
+  const progress = (phase: ImageProgressPhase, message: string): void => options.onProgress?.({ image, phase, message });
+
+  if (await store.has(name)) return { image, snapshot: name, recipeHash: hash, source: 'store' };
+
+  const cacheDir = options.cacheDir ?? process.env.STRATA_IMAGE_CACHE ?? defaultImageCacheDir;
+  const tarPath = join(cacheDir, `${hash}.tar`);
+  let source: EnsuredImage['source'] = 'cache';
+  if (await exists(tarPath)) {
+    progress('cached', `using cached ${tarPath}`);
+  } else {
+    source = await buildCachedTar({ image, recipe, tablePath, cacheDir, tarPath, progress, ...options });
+  }
+
+  progress('extract', `extracting into snapshot ${name}`);
+  const buildKey = snapshotKey(`image-build.${hash.slice(0, 16)}.${randomBytes(4).toString('hex')}`);
+  const { path } = await store.prepare(buildKey);
+  try {
+    await execOrThrow(
+      'tar',
+      ['--extract', '--file', tarPath, '--directory', path, '--numeric-owner', '--same-owner', '--preserve-permissions', '--xattrs', '--xattrs-include=*'],
+      { errorCode: 'STRATA_IMAGE', timeoutMs: 10 * 60_000 },
+    );
+    await provideResolvConf(path);
+    progress('commit', `committing ${name}`);
+    try {
+      await store.commit(buildKey, name);
+    } catch (error) {
+      // Another process using this store committed the same image meanwhile: same recipe, same content.
+      if (!(await store.has(name))) throw error;
+    }
+  } finally {
+    await store.remove(buildKey);
+  }
+  return { image, snapshot: name, recipeHash: hash, source };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path, constants.F_OK).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * The machine needs a resolver configuration. mmdebstrap copies the building host's; a loopback
+ * resolver (systemd-resolved's 127.0.0.53) would not answer inside a machine's own network namespace.
+ */
+async function provideResolvConf(root: string): Promise<void> {
+  const target = join(root, 'etc', 'resolv.conf');
+  const host = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  const hostUsable = /^nameserver\s+/m.test(host) && !/^nameserver\s+(127\.|::1)/m.test(host);
+  const current = await readFile(target, 'utf8').catch(() => '');
+  if (hostUsable) {
+    if (current !== host) {
+      await rm(target, { force: true }); // may be a dangling symlink
+      await writeFile(target, host);
+    }
+  } else if (!/^nameserver\s+/m.test(current) || /^nameserver\s+(127\.|::1)/m.test(current)) {
+    await rm(target, { force: true });
+    await writeFile(target, 'nameserver 1.1.1.1\nnameserver 8.8.8.8\n');
+  }
+}
+
+interface BuildRequest extends EnsureImageOptions {
+  image: string;
+  recipe: ImageRecipe;
+  tablePath: string;
+  cacheDir: string;
+  tarPath: string;
+  progress: (phase: ImageProgressPhase, message: string) => void;
+}
+
+/** Makes `tarPath` exist: builds it under the lock, or waits for the builder that holds the lock. */
+async function buildCachedTar(request: BuildRequest): Promise<'cache' | 'built'> {
+  const { tarPath, progress } = request;
+  await mkdir(request.cacheDir, { recursive: true });
+  const lockPath = `${tarPath}.lock`;
+  const deadline = Date.now() + 30 * 60_000;
+  for (;;) {
+    if (await exists(tarPath)) return 'cache';
+    if (await tryLock(lockPath)) break;
+    if (Date.now() > deadline) {
+      throw new StrataError('STRATA_IMAGE', `gave up waiting for another build of ${request.image} (lock ${lockPath})`);
+    }
+    progress('wait', `waiting for another build of ${request.image} (${lockPath})`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  try {
+    if (await exists(tarPath)) return 'cache'; // finished between our check and our lock
+    await checkPrerequisites(request);
+    const temp = `${tarPath}.tmp-${randomBytes(6).toString('hex')}`;
+    progress('download', `building ${request.image} with mmdebstrap (${request.recipe.suite} from ${request.recipe.mirror})`);
+    try {
+      await execOrThrow('mmdebstrap', mmdebstrapArgs(request.recipe, temp), {
+        errorCode: 'STRATA_IMAGE',
+        timeoutMs: 20 * 60_000,
+        hint: `building base image ${request.image} (image table ${request.tablePath}) failed`,
+      });
+      await rename(temp, tarPath);
+    } finally {
+      await rm(temp, { force: true });
+    }
+    return 'built';
+  } finally {
+    await rm(lockPath, { force: true });
+  }
+}
+
+/** Creates the lock file holding our pid; takes over a lock whose process is gone. */
+async function tryLock(lockPath: string): Promise<boolean> {
+  if (await tryLockOnce(lockPath)) return true;
+  const holder = Number.parseInt(await readFile(lockPath, 'utf8').catch(() => ''), 10);
+  const alive = Number.isInteger(holder) && holder > 0 && processAlive(holder);
+  // An empty lock may be one being written this instant: only a stale-looking old one is taken over.
+  const age = Date.now() - ((await stat(lockPath).catch(() => undefined))?.mtimeMs ?? Date.now());
+  if (alive || (!Number.isInteger(holder) && age <= 10_000)) return false;
+  await rm(lockPath, { force: true });
+  return tryLockOnce(lockPath);
+}
+
+async function tryLockOnce(lockPath: string): Promise<boolean> {
+  try {
+    const handle = await open(lockPath, 'wx');
+    await handle.writeFile(String(process.pid));
+    await handle.close();
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Fails fast, naming image, table and mirror, instead of letting mmdebstrap fail after minutes. */
+async function checkPrerequisites(request: BuildRequest): Promise<void> {
+  const { image, recipe, tablePath } = request;
+  const releaseUrl = `${recipe.mirror.replace(/\/+$/, '')}/dists/${recipe.suite}/Release`;
+  request.progress('check-mirror', `checking ${releaseUrl}`);
+  const timeoutMs = request.mirrorTimeoutMs ?? 5000;
+  let problem: string | undefined;
+  try {
+    const response = await fetch(releaseUrl, { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) problem = `HTTP ${response.status} for ${releaseUrl}`;
+  } catch (error) {
+    const cause = (error as Error & { cause?: Error }).cause;
+    problem =
+      (error as Error).name === 'TimeoutError'
+        ? `no answer from ${releaseUrl} within ${timeoutMs} ms`
+        : `${releaseUrl}: ${cause?.message ?? (error as Error).message}`;
+  }
+  if (problem !== undefined) {
+    throw new StrataError(
+      'STRATA_IMAGE',
+      `cannot build base image ${image}: its mirror ${recipe.mirror} is unreachable (${problem}); image table ${tablePath}`,
+      { hint: `point the recipe of ${image} in ${tablePath} at a reachable mirror, or use another image` },
+    );
+  }
+  if (recipe.keyring !== undefined && !(await exists(recipe.keyring))) {
+    throw new StrataError(
+      'STRATA_IMAGE',
+      `cannot build base image ${image}: its keyring ${recipe.keyring} is missing on this host; image table ${tablePath}`,
+      { hint: 'install the keyring package of that distribution (Ubuntu: ubuntu-keyring / ubuntu-archive-keyring)' },
+    );
+  }
+}
+
+export function mmdebstrapArgs(recipe: ImageRecipe, target: string): string[] {
+  const args = [
+    `--variant=${recipe.variant}`,
+    '--format=tar',
+    `--components=${recipe.components.join(',')}`,
+    '--aptopt=Acquire::Retries "3"',
+    // The machine's identity and loopback names; resolv.conf is handled at extraction.
+    '--customize-hook=echo strata > "$1/etc/hostname"',
+    '--customize-hook=printf "127.0.0.1\\tlocalhost strata\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n" > "$1/etc/hosts"',
+  ];
+  if (recipe.include.length > 0) args.push(`--include=${recipe.include.join(',')}`);
+  if (recipe.keyring !== undefined) args.push(`--keyring=${recipe.keyring}`);
+  if (recipe.architecture !== undefined) args.push(`--architectures=${recipe.architecture}`);
+  args.push(recipe.suite, target, recipe.mirror);
+  return args;
+}

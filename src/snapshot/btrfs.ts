@@ -1,0 +1,172 @@
+// The real snapshot store: btrfs subvolumes. Snapshot and clone are O(1) copy-on-write subvolume
+// snapshots; commit is a read-only snapshot of a (possibly running) writable one; diff is a
+// metadata-only `btrfs send` stream (send-stream.ts).
+//
+// If `root` is not on btrfs, the store keeps its filesystem in a sparse image file (`<root>.img` by
+// default), formats it once, and loop-mounts it at `root` (noatime: reads must not change snapshots).
+// A later open finds the image's existing loop device, if any, and mounts it again. `close()` unmounts
+// and detaches what this open mounted.
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, mkdtemp, open, readFile, readdir, rename, rm, statfs } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { execOrThrow } from '../util/exec.js';
+import { changesFromSendCommands, parseSendStream } from './send-stream.js';
+import { openTreeStore, type TreeOps } from './tree-store.js';
+import type { SnapshotChange, SnapshotStore } from './types.js';
+
+export interface BtrfsStoreOptions {
+  /** Directory of the store. Used as is when on btrfs, else the image is mounted here. */
+  root: string;
+  /** Size of a new sparse image file (default 64 GiB; only the used blocks take disk space). */
+  imageSizeBytes?: number;
+  /** Image file (default `<root>.img`). */
+  imagePath?: string;
+}
+
+const BTRFS_SUPER_MAGIC = 0x9123683e;
+/** A btrfs subvolume's root directory always has this inode number. */
+const BTRFS_FIRST_FREE_OBJECTID = 256;
+const defaultImageSize = 64 * 1024 ** 3;
+
+const btrfsFailure = { errorCode: 'STRATA_SNAPSHOT', timeoutMs: 120_000 } as const;
+
+function btrfs(args: string[]): Promise<unknown> {
+  return execOrThrow('btrfs', ['-q', ...args], btrfsFailure);
+}
+
+export async function isOnBtrfs(path: string): Promise<boolean> {
+  return (await statfs(path)).type === BTRFS_SUPER_MAGIC;
+}
+
+async function isSubvolume(path: string): Promise<boolean> {
+  const stats = await lstat(path);
+  return stats.isDirectory() && stats.ino === BTRFS_FIRST_FREE_OBJECTID;
+}
+
+interface Mounted {
+  loopDevice: string;
+}
+
+/** Formats the image (once, atomically) and mounts it at root; returns what to undo on close. */
+async function mountImage(root: string, imagePath: string, sizeBytes: number): Promise<Mounted> {
+  const haveImage = await lstat(imagePath).then(
+    () => true,
+    () => false,
+  );
+  if (!haveImage) {
+    await mkdir(dirname(imagePath), { recursive: true });
+    const temp = `${imagePath}.tmp-${randomBytes(6).toString('hex')}`;
+    try {
+      const file = await open(temp, 'wx');
+      await file.truncate(sizeBytes); // sparse
+      await file.close();
+      await execOrThrow('mkfs.btrfs', ['-q', '-L', 'strata', temp], btrfsFailure);
+      await rename(temp, imagePath);
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+  }
+  // A loop device left attached to this image (a crash, or another user) is reused, not doubled.
+  const attached = await execOrThrow('losetup', ['--noheadings', '--output', 'NAME', '--associated', imagePath], btrfsFailure);
+  let loopDevice = attached.stdout.split('\n')[0]?.trim() ?? '';
+  if (loopDevice === '') {
+    loopDevice = (await execOrThrow('losetup', ['--find', '--show', imagePath], btrfsFailure)).stdout.trim();
+  }
+  try {
+    await execOrThrow('mount', ['-t', 'btrfs', '-o', 'noatime', loopDevice, root], btrfsFailure);
+  } catch (error) {
+    await execOrThrow('losetup', ['--detach', loopDevice]).catch(() => {});
+    throw error;
+  }
+  return { loopDevice };
+}
+
+export async function openBtrfsStore(options: BtrfsStoreOptions): Promise<SnapshotStore> {
+  const root = resolve(options.root);
+  await mkdir(root, { recursive: true });
+  let mounted: Mounted | undefined;
+  if (!(await isOnBtrfs(root))) {
+    mounted = await mountImage(root, resolve(options.imagePath ?? `${root}.img`), options.imageSizeBytes ?? defaultImageSize);
+  }
+  const ops = btrfsTreeOps(root, mounted);
+  try {
+    return await openTreeStore(root, ops);
+  } catch (error) {
+    await ops.close().catch(() => {});
+    throw error;
+  }
+}
+
+function btrfsTreeOps(root: string, mounted: Mounted | undefined): TreeOps {
+  let closed = false;
+  return {
+    diffNeedsReadOnly: true,
+    createEmpty: async (path) => {
+      await btrfs(['subvolume', 'create', path]);
+    },
+    copy: async (source, target, { readOnly }) => {
+      await btrfs(['subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), source, target]);
+    },
+    destroy: async (path) => {
+      if (!(await isSubvolume(path))) {
+        await rm(path, { recursive: true, force: true });
+        return;
+      }
+      try {
+        await btrfs(['subvolume', 'delete', path]);
+      } catch {
+        // A subvolume holding subvolumes (made inside a machine, e.g. by docker) cannot be deleted
+        // until they are: walk for them only then, since walking a big tree is slow.
+        await destroyNestedSubvolumes(path);
+        await btrfs(['subvolume', 'delete', path]);
+      }
+    },
+    diff: (fromPath, toPath) => sendDiff(fromPath, toPath),
+    close: async () => {
+      if (closed || !mounted) return;
+      closed = true;
+      await execOrThrow('umount', [root], btrfsFailure);
+      await execOrThrow('losetup', ['--detach', mounted.loopDevice], btrfsFailure);
+    },
+  };
+}
+
+async function destroyNestedSubvolumes(path: string): Promise<void> {
+  for (const entry of await readdir(path, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    const child = join(path, entry.name);
+    await destroyNestedSubvolumes(child);
+    if (await isSubvolume(child)) await btrfs(['subvolume', 'delete', child]);
+  }
+}
+
+async function sendDiff(fromPath: string, toPath: string): Promise<SnapshotChange[]> {
+  const scratch = await mkdtemp(join(tmpdir(), 'strata-send-'));
+  try {
+    const streamFile = join(scratch, 'stream');
+    await btrfs(['send', '--no-data', '-p', fromPath, '-f', streamFile, toPath]);
+    const commands = parseSendStream(await readFile(streamFile));
+    return await changesFromSendCommands(commands, {
+      isDirectoryInTarget: async (relative) => (await lstat(join(toPath, relative)).catch(() => undefined))?.isDirectory() ?? false,
+      descendants: (side, relative) => listBelow(side === 'from' ? fromPath : toPath, relative),
+    });
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Every path below `relative` in the tree at `base`, relative to `base`. */
+export async function listBelow(base: string, relative: string): Promise<string[]> {
+  const found: string[] = [];
+  const visit = async (dirRelative: string): Promise<void> => {
+    for (const entry of await readdir(join(base, dirRelative), { withFileTypes: true })) {
+      const child = `${dirRelative}/${entry.name}`;
+      found.push(child);
+      if (entry.isDirectory()) await visit(child);
+    }
+  };
+  await visit(relative);
+  return found;
+}
