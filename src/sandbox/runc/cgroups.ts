@@ -1,0 +1,169 @@
+// The machine's cgroups, as runc lays them out with the cgroupfs driver and cgroupsPath
+// `/<parent>/<name>`. On a hybrid or v1 host runc uses the v1 hierarchies (memory, pids, freezer, ...);
+// on a pure v2 host the unified tree. Each exec runs in its own child cgroup (`runc exec --cgroup`) so
+// that a timeout can kill exactly that exec's process tree, including daemons it started with setsid,
+// without touching background processes started by other execs.
+import { existsSync, readdirSync, readFileSync, rmdirSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const cgroupRoot = '/sys/fs/cgroup';
+export const cgroupParent = 'strata';
+
+export type CgroupVersion = 'v1' | 'v2';
+
+/** A pure v2 host has cgroup.controllers at the root; hybrid and v1 hosts do not (runc uses v1 there). */
+export function detectCgroupVersion(): CgroupVersion {
+  return existsSync(join(cgroupRoot, 'cgroup.controllers')) ? 'v2' : 'v1';
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class MachineCgroups {
+  constructor(
+    readonly version: CgroupVersion,
+    readonly name: string,
+  ) {}
+
+  /** The value for the OCI spec's linux.cgroupsPath. */
+  get cgroupsPath(): string {
+    return `/${cgroupParent}/${this.name}`;
+  }
+
+  /** The machine's cgroup in the hierarchy that freezes and holds the per-exec child cgroups. */
+  get controlDir(): string {
+    return this.version === 'v2'
+      ? join(cgroupRoot, cgroupParent, this.name)
+      : join(cgroupRoot, 'freezer', cgroupParent, this.name);
+  }
+
+  /** Creates the child cgroup for one exec and returns the `runc exec --cgroup` argument. */
+  createExecCgroup(execName: string): { runcArg: string; dir: string } {
+    const dir = join(this.controlDir, execName);
+    mkdirSync(dir);
+    return { runcArg: this.version === 'v2' ? execName : `freezer:${execName}`, dir };
+  }
+
+  /** Removes an exec's child cgroup; false while processes (e.g. setsid daemons) still live in it. */
+  removeExecCgroup(dir: string): boolean {
+    try {
+      rmdirSync(dir);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      return false;
+    }
+  }
+
+  /** SIGKILLs every process in a cgroup; freezing first so that nothing can fork while we kill. */
+  async killAll(dir: string): Promise<void> {
+    if (!existsSync(dir)) return;
+    if (this.version === 'v2' && existsSync(join(dir, 'cgroup.kill'))) {
+      writeFileSync(join(dir, 'cgroup.kill'), '1');
+      return;
+    }
+    const freezeFile = this.version === 'v2' ? 'cgroup.freeze' : 'freezer.state';
+    const [frozen, thawed] = this.version === 'v2' ? ['1', '0'] : ['FROZEN', 'THAWED'];
+    writeFileSync(join(dir, freezeFile), frozen);
+    await this.waitFrozen(dir);
+    for (const pid of readPids(dir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    writeFileSync(join(dir, freezeFile), thawed); // SIGKILL is only delivered once thawed
+  }
+
+  private async waitFrozen(dir: string): Promise<void> {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const state =
+        this.version === 'v2'
+          ? /frozen 1/.test(readFileSync(join(dir, 'cgroup.events'), 'utf8'))
+          : readFileSync(join(dir, 'freezer.state'), 'utf8').trim() === 'FROZEN';
+      if (state) return;
+      await sleep(attempt < 20 ? 1 : 10);
+    }
+    // Not frozen after ~2 s: kill anyway; a process forked meanwhile is caught by the caller's retry.
+  }
+
+  /** The kernel's count of OOM kills in the machine so far (v1 memory.oom_control, v2 memory.events). */
+  oomKillCount(): number {
+    const file =
+      this.version === 'v2'
+        ? join(cgroupRoot, cgroupParent, this.name, 'memory.events')
+        : join(cgroupRoot, 'memory', cgroupParent, this.name, 'memory.oom_control');
+    try {
+      const match = /^oom_kill (\d+)$/m.exec(readFileSync(file, 'utf8'));
+      return match?.[1] === undefined ? 0 : Number(match[1]);
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Pids of every process in the machine, sub-cgroups included. */
+  allPids(): number[] {
+    return collectPids(this.controlDir);
+  }
+
+  /** Every directory runc (or we) created for this machine, in all hierarchies. */
+  directories(): string[] {
+    return machineCgroupDirs((entry) => entry === this.name);
+  }
+}
+
+function readPids(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8')
+      .split('\n')
+      .filter((line) => line !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function collectPids(dir: string): number[] {
+  if (!existsSync(dir)) return [];
+  const pids = readPids(dir);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) pids.push(...collectPids(join(dir, entry.name)));
+  }
+  return pids;
+}
+
+/** Machine cgroup directories (/sys/fs/cgroup[/<controller>]/strata/<name>) whose name matches. */
+export function machineCgroupDirs(matches: (name: string) => boolean): string[] {
+  const hierarchies = existsSync(join(cgroupRoot, 'cgroup.controllers'))
+    ? [cgroupRoot]
+    : readdirSync(cgroupRoot).map((controller) => join(cgroupRoot, controller));
+  const found: string[] = [];
+  for (const hierarchy of hierarchies) {
+    const parent = join(hierarchy, cgroupParent);
+    let entries: string[];
+    try {
+      entries = readdirSync(parent, { withFileTypes: true })
+        .filter((entry) => entry.isDirectory())
+        .map((entry) => entry.name);
+    } catch {
+      continue;
+    }
+    for (const entry of entries) if (matches(entry)) found.push(join(parent, entry));
+  }
+  return found;
+}
+
+/** Removes a cgroup directory and its children, deepest first. Fails (returns false) while non-empty. */
+export function removeCgroupTree(dir: string): boolean {
+  if (!existsSync(dir)) return true;
+  let ok = true;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) ok = removeCgroupTree(join(dir, entry.name)) && ok;
+  }
+  try {
+    rmdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') ok = false;
+  }
+  return ok;
+}

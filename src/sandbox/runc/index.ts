@@ -1,0 +1,405 @@
+// Sandbox on runc (Debian's runc 1.1): `runc run -d` starts a long-lived machine whose PID 1 is a tiny
+// bash reaper; every step is `runc exec` into it (~26 ms per `true` here, against ~4 ms for nsenter —
+// but runc also applies capabilities, the device cgroup, masked paths and the user, which nsenter
+// would not). Each exec runs in its own child freezer cgroup: a timeout or cancel freezes and kills
+// exactly that exec's process tree, daemons it started with setsid included, and leaves background
+// processes of other execs alone. State for crash recovery lives in <stateRoot>/machines/<name>/.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync } from 'node:fs';
+import { readFile, rm, writeFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import { StrataError } from '../../errors.js';
+import { exec, execOrThrow } from '../../util/exec.js';
+import type {
+  BackgroundProcess,
+  BackgroundRequest,
+  ExecOutcome,
+  ExecRequest,
+  Machine,
+  MachineSpec,
+  OutputChunk,
+  ReapReport,
+  Sandbox,
+} from '../types.js';
+import { resolveMachineUser } from '../users.js';
+import { MachineCgroups, detectCgroupVersion, removeCgroupTree } from './cgroups.js';
+import { startSlirp, slirpDns } from './slirp.js';
+import type { Slirp } from './slirp.js';
+import { defaultPath, machineConfig, ociProcess } from './spec.js';
+
+export interface RuncSandboxOptions {
+  /** Every container, cgroup and state dir is named <prefix><machine id>. Default 'strata-'. */
+  prefix?: string;
+  /** Default /run/strata: runc state in <stateRoot>/runc, ours in <stateRoot>/machines. */
+  stateRoot?: string;
+}
+
+interface MachineRecord {
+  name: string;
+  rootfs: string;
+  pid: number;
+  slirpPid?: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** How long an exec's output is still forwarded after its shell exited while a daemon it started keeps the pipe. */
+const outputGraceMs = 50;
+
+export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
+  const prefix = options.prefix ?? 'strata-';
+  const stateRoot = options.stateRoot ?? '/run/strata';
+  const runcRoot = join(stateRoot, 'runc');
+  const machinesDir = join(stateRoot, 'machines');
+  const runc = (args: string[]) => exec('runc', ['--root', runcRoot, ...args]);
+
+  async function start(spec: MachineSpec): Promise<Machine> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(spec.id)) {
+      throw new StrataError('STRATA_SANDBOX_START', `invalid machine id ${JSON.stringify(spec.id)}`);
+    }
+    const name = prefix + spec.id;
+    const stateDir = join(machinesDir, name);
+    mkdirSync(machinesDir, { recursive: true });
+    try {
+      mkdirSync(stateDir);
+    } catch (error) {
+      throw new StrataError('STRATA_SANDBOX_START', `machine ${name} already exists (${stateDir})`, {
+        cause: error,
+        hint: 'destroy it, or call reapLeftovers() after a crash',
+      });
+    }
+    const cgroups = new MachineCgroups(detectCgroupVersion(), name);
+    const hostname = spec.hostname ?? spec.id;
+    // resolv.conf and hosts are bind-mounted from the state dir rather than written into the rootfs:
+    // they describe this machine's network, not the snapshot's.
+    const fileMounts = [{ source: join(stateDir, 'hosts'), destination: '/etc/hosts' }];
+    await writeFile(join(stateDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t${hostname}\n`);
+    if (spec.network === 'outbound') {
+      await writeFile(join(stateDir, 'resolv.conf'), `nameserver ${slirpDns}\n`);
+      fileMounts.push({ source: join(stateDir, 'resolv.conf'), destination: '/etc/resolv.conf' });
+    }
+    const config = machineConfig({
+      rootfs: spec.rootfs,
+      hostname,
+      cgroupsPath: cgroups.cgroupsPath,
+      memoryBytes: spec.memoryBytes,
+      limitSwap: cgroups.version === 'v1' && existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'),
+      pidsLimit: spec.pidsLimit ?? 4096,
+      fileMounts,
+    });
+    await writeFile(join(stateDir, 'config.json'), JSON.stringify(config, null, 1));
+
+    let machine: RuncMachine | undefined;
+    try {
+      // runc hands its stdio to the machine's init: give it a log file, never a pipe we wait on.
+      const logPath = join(stateDir, 'runc.log');
+      const log = openSync(logPath, 'a');
+      const started = await new Promise<number | null>((resolve) => {
+        const child = spawn(
+          'runc',
+          ['--root', runcRoot, 'run', '--detach', '--pid-file', join(stateDir, 'init.pid'), '--bundle', stateDir, name],
+          { stdio: ['ignore', log, log] },
+        );
+        child.once('error', () => resolve(null));
+        child.once('exit', (code) => resolve(code));
+      });
+      closeSync(log);
+      if (started !== 0) {
+        throw new StrataError('STRATA_SANDBOX_START', `runc run ${name} failed: ${readFileSync(logPath, 'utf8').trim()}`, {
+          hint: 'is runc installed, and is the rootfs a Debian-like tree with /bin/bash?',
+        });
+      }
+      const pid = Number(readFileSync(join(stateDir, 'init.pid'), 'utf8'));
+      machine = new RuncMachine(spec.id, name, spec.rootfs, pid, stateDir, cgroups, runcRoot);
+      const record: MachineRecord = { name, rootfs: spec.rootfs, pid };
+      await writeFile(join(stateDir, 'machine.json'), JSON.stringify(record));
+      if (spec.network === 'outbound') {
+        machine.slirp = await startSlirp(pid, join(stateDir, 'slirp.log'));
+        record.slirpPid = machine.slirp.pid;
+        await writeFile(join(stateDir, 'machine.json'), JSON.stringify(record));
+      }
+      return machine;
+    } catch (error) {
+      if (machine) await machine.destroy();
+      else await removeMachine(name);
+      throw error;
+    }
+  }
+
+  /** Removes every trace of a machine by name, whatever state it was left in. */
+  async function removeMachine(name: string): Promise<void> {
+    const stateDir = join(machinesDir, name);
+    try {
+      const record = JSON.parse(await readFile(join(stateDir, 'machine.json'), 'utf8')) as MachineRecord;
+      if (record.slirpPid !== undefined) killIfCommand(record.slirpPid, 'slirp4netns');
+    } catch {
+      // no record: nothing but cgroups and runc state to remove
+    }
+    const cgroups = new MachineCgroups(detectCgroupVersion(), name);
+    await killEverything(cgroups);
+    await runc(['delete', '--force', name]);
+    await removeCgroups(cgroups);
+    await rm(stateDir, { recursive: true, force: true });
+  }
+
+  async function reapLeftovers(): Promise<ReapReport> {
+    const names = new Set<string>();
+    const listed = await runc(['list', '--quiet']);
+    if (listed.exitCode === 0) for (const line of listed.stdout.split('\n')) if (line.startsWith(prefix)) names.add(line);
+    if (existsSync(machinesDir)) for (const entry of readdirSync(machinesDir)) if (entry.startsWith(prefix)) names.add(entry);
+    // Cgroups are found through these names only, never by scanning for the prefix: another engine
+    // (or test run) with its own state root may use a longer name with the same prefix.
+    for (const name of names) await removeMachine(name);
+    return { machines: [...names].sort() };
+  }
+
+  return { start, reapLeftovers };
+}
+
+function killIfCommand(pid: number, command: string): void {
+  try {
+    if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === command) process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+/** Kills every process of the machine, in all its sub-cgroups, until none is left (or ~5 s passed). */
+async function killEverything(cgroups: MachineCgroups): Promise<void> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (cgroups.allPids().length === 0) return;
+    await cgroups.killAll(cgroups.controlDir);
+    await sleep(attempt < 10 ? 5 : 50);
+  }
+}
+
+async function removeCgroups(cgroups: MachineCgroups): Promise<void> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    // A killed process leaves its cgroup only once the kernel has finished tearing it down.
+    if (cgroups.directories().map(removeCgroupTree).every(Boolean)) return;
+    await sleep(attempt < 10 ? 5 : 50);
+  }
+  throw new StrataError('STRATA_SANDBOX_START', `could not remove cgroups of ${cgroups.name}: ${cgroups.directories().join(', ')}`);
+}
+
+interface RunningProcess {
+  child: ChildProcess;
+  cgroupDir: string;
+  startedAt: number;
+  /** Resolves with runc's exit status once the command has exited. */
+  exited: Promise<number | null>;
+  /** Resolves when stdout/stderr are closed, or `outputGraceMs` after the exit if a daemon holds them. */
+  outputDone: Promise<void>;
+}
+
+class RuncMachine implements Machine {
+  slirp: Slirp | undefined;
+  private execCounter = 0;
+  /** Exec cgroups that still held processes (setsid daemons) when their exec ended. */
+  private readonly lingeringCgroups = new Set<string>();
+  private readonly attached = new Set<ChildProcess>();
+  private destroying: Promise<void> | undefined;
+  private frozen = false;
+
+  constructor(
+    readonly id: string,
+    private readonly name: string,
+    readonly rootfs: string,
+    readonly pid: number,
+    private readonly stateDir: string,
+    private readonly cgroups: MachineCgroups,
+    private readonly runcRoot: string,
+  ) {}
+
+  /**
+   * Starts the command via runc exec in a fresh child cgroup. runc (without a tty) copies the
+   * command's stdout/stderr until every holder closes them, so a daemon started with `setsid cmd &`
+   * would keep runc, and an exit code, waiting forever. Hence the command runs under a wrapper shell
+   * that reports `$?` on fd 3 (a pipe of its own, closed for the command) as soon as it finishes.
+   */
+  private async spawnInMachine(request: BackgroundRequest, pidFile?: string): Promise<RunningProcess> {
+    if (this.destroying) throw new StrataError('STRATA_SANDBOX_EXEC', `machine ${this.name} is destroyed`);
+    if (this.frozen) throw new StrataError('STRATA_SANDBOX_EXEC', `machine ${this.name} is frozen`, { hint: 'thaw() it first' });
+    const user = await resolveMachineUser(this.rootfs, request.user ?? 0);
+    const env: Record<string, string> = { PATH: defaultPath, HOME: user.home, USER: user.name, LOGNAME: user.name, ...request.env };
+    // The wrapper's own stderr goes to /dev/null so that its job reports ("Killed") do not mix with the output.
+    const wrapperScript = 'exec 4>&2 2>/dev/null; bash -c "$1" 2>&4 3>&- 4>&-; echo $? >&3';
+    const wrapper = ['/bin/bash', '-c', wrapperScript, 'strata-exec', request.command];
+    const processSpec = ociProcess(wrapper, env, request.workdir ?? user.home, user);
+    const execName = `exec-${++this.execCounter}`;
+    const processFile = join(this.stateDir, `${execName}.json`);
+    await writeFile(processFile, JSON.stringify(processSpec));
+    const cgroup = this.cgroups.createExecCgroup(execName);
+    const args = ['--root', this.runcRoot, 'exec', '--preserve-fds', '1', '--cgroup', cgroup.runcArg, '--process', processFile];
+    if (pidFile) args.push('--pid-file', pidFile);
+    const child = spawn('runc', [...args, this.name], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    const startedAt = performance.now();
+    this.attached.add(child);
+    const runcExited = new Promise<number | null>((resolve) => {
+      child.once('error', () => resolve(null));
+      child.once('exit', (code) => resolve(code));
+    });
+    void runcExited.then(() => this.attached.delete(child));
+
+    const forward = (stream: 'stdout' | 'stderr') => (data: Buffer) =>
+      request.onOutput?.({ stream, data, timeMs: performance.now() - startedAt } satisfies OutputChunk);
+    const stdout = child.stdout as Readable;
+    const stderr = child.stderr as Readable;
+    const onStdout = forward('stdout');
+    const onStderr = forward('stderr');
+    stdout.on('data', onStdout);
+    stderr.on('data', onStderr);
+    const closed = (stream: Readable) => new Promise<void>((resolve) => stream.once('close', () => resolve()));
+    const bothClosed = Promise.all([closed(stdout), closed(stderr)]);
+
+    // The status line, or, if the wrapper was killed (or runc failed to start it), runc's own status.
+    const statusPipe = child.stdio[3] as Readable;
+    let status = '';
+    statusPipe.on('data', (data: Buffer) => (status += data.toString()));
+    const exited = new Promise<number | null>((resolve) => {
+      statusPipe.on('data', () => {
+        if (status.includes('\n')) resolve(Number(status.trim()));
+      });
+      statusPipe.once('close', () => resolve(runcExited));
+    });
+    const outputDone = exited.then(async () => {
+      const settled = await Promise.race([bothClosed.then(() => true), sleep(outputGraceMs).then(() => false)]);
+      if (!settled) {
+        // A daemon started by this exec inherited the pipes. Stop forwarding, but keep reading:
+        // closing our end would kill it with SIGPIPE on its next write.
+        stdout.off('data', onStdout).resume();
+        stderr.off('data', onStderr).resume();
+      }
+      await unlink(processFile).catch(() => {});
+      this.lingeringCgroups.add(cgroup.dir);
+      this.removeEmptyExecCgroups();
+    });
+    return { child, cgroupDir: cgroup.dir, startedAt, exited, outputDone };
+  }
+
+  /** Exec cgroups are removed once their last process (e.g. a daemon) is gone. */
+  private removeEmptyExecCgroups(): void {
+    for (const dir of this.lingeringCgroups) if (this.cgroups.removeExecCgroup(dir)) this.lingeringCgroups.delete(dir);
+  }
+
+  /** Kills an exec's process tree, repeating until runc reports its end (its process may not have joined the cgroup yet). */
+  private async killTree(running: RunningProcess): Promise<void> {
+    let done = false;
+    void running.exited.then(() => (done = true));
+    while (!done) {
+      await this.cgroups.killAll(running.cgroupDir);
+      await Promise.race([running.exited, sleep(100)]);
+    }
+  }
+
+  async exec(request: ExecRequest): Promise<ExecOutcome> {
+    const oomBefore = this.cgroups.oomKillCount();
+    if (request.signal?.aborted) {
+      return { exitCode: null, signal: null, durationMs: 0, timedOut: false, canceled: true, oomKilled: false };
+    }
+    const running = await this.spawnInMachine(request);
+    let timedOut = false;
+    let canceled = false;
+    let killing: Promise<void> | undefined;
+    const timer =
+      request.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            killing ??= this.killTree(running);
+          }, request.timeoutMs);
+    const onAbort = () => {
+      canceled = true;
+      killing ??= this.killTree(running);
+    };
+    request.signal?.addEventListener('abort', onAbort, { once: true });
+    const exitCode = await running.exited;
+    const durationMs = performance.now() - running.startedAt;
+    if (timer) clearTimeout(timer);
+    request.signal?.removeEventListener('abort', onAbort);
+    await killing;
+    await running.outputDone;
+    const killed = timedOut || canceled;
+    return {
+      exitCode: killed ? null : exitCode,
+      signal: killed ? 'SIGKILL' : null,
+      durationMs,
+      timedOut,
+      canceled,
+      oomKilled: this.cgroups.oomKillCount() > oomBefore,
+    };
+  }
+
+  async startBackground(request: BackgroundRequest): Promise<BackgroundProcess> {
+    const pidFile = join(this.stateDir, `background-${this.execCounter + 1}.pid`);
+    const oomBefore = this.cgroups.oomKillCount();
+    const running = await this.spawnInMachine(request, pidFile);
+    let ended = false;
+    void running.exited.then(() => (ended = true));
+    // runc writes the pid file once the process runs; a process that fails at once may exit first.
+    let pid = 0;
+    while (pid === 0 && !ended) {
+      pid = Number(await readFile(pidFile, 'utf8').catch(() => '0')) || 0;
+      if (pid === 0) await sleep(2);
+    }
+    await unlink(pidFile).catch(() => {});
+    let killed = false;
+    const exited = running.exited.then(
+      async (exitCode): Promise<ExecOutcome> => ({
+        exitCode: killed ? null : exitCode,
+        signal: killed ? 'SIGKILL' : null,
+        durationMs: performance.now() - running.startedAt,
+        timedOut: false,
+        canceled: killed,
+        oomKilled: this.cgroups.oomKillCount() > oomBefore,
+      }),
+    );
+    return {
+      pid,
+      exited,
+      exitedWithin: (ms) => Promise.race([exited, sleep(ms).then(() => undefined)]),
+      kill: async () => {
+        killed = true;
+        await this.killTree(running);
+      },
+    };
+  }
+
+  async freeze(): Promise<void> {
+    // A task blocked uninterruptibly (e.g. on a stuck FUSE request) cannot be frozen: bound the wait.
+    const paused = await exec('runc', ['--root', this.runcRoot, 'pause', this.name], { timeoutMs: 30_000 });
+    if (paused.exitCode !== 0) {
+      await exec('runc', ['--root', this.runcRoot, 'resume', this.name]);
+      throw new StrataError('STRATA_SANDBOX_EXEC', `could not freeze machine ${this.name}: ${paused.timedOut ? 'timed out' : paused.stderr.trim()}`, {
+        hint: 'a process of the machine may be blocked in the kernel (D state)',
+      });
+    }
+    this.frozen = true;
+  }
+
+  async thaw(): Promise<void> {
+    await execOrThrow('runc', ['--root', this.runcRoot, 'resume', this.name], {
+      errorCode: 'STRATA_SANDBOX_EXEC',
+    });
+    this.frozen = false;
+  }
+
+  destroy(): Promise<void> {
+    this.destroying ??= this.teardown();
+    return this.destroying;
+  }
+
+  private async teardown(): Promise<void> {
+    await this.slirp?.stop();
+    await killEverything(this.cgroups); // thaws as it kills, so a frozen machine is destroyed too
+    const attached = [...this.attached].map(
+      (child) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()))),
+    );
+    await Promise.all(attached);
+    await exec('runc', ['--root', this.runcRoot, 'delete', '--force', this.name]);
+    await removeCgroups(this.cgroups);
+    await rm(this.stateDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,126 @@
+// OCI runtime spec (config.json) for a machine, and process.json for each exec. Only what runc reads.
+import type { MachineUser } from '../users.js';
+
+/** Docker's default capability set: enough for apt, chown, ping, binding :80; no mount, no module loading. */
+const rootCapabilities = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+];
+
+export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface OciProcess {
+  terminal: false;
+  user: { uid: number; gid: number; additionalGids?: number[] };
+  args: string[];
+  env: string[];
+  cwd: string;
+  capabilities: Record<'bounding' | 'effective' | 'permitted' | 'inheritable' | 'ambient', string[]>;
+  noNewPrivileges: false;
+}
+
+/** A process as `user`. Root gets the capability set; other users only keep it in the bounding set
+ * (so setuid programs like sudo still work) — runc would otherwise hand them ambient capabilities. */
+export function ociProcess(args: string[], env: Record<string, string>, cwd: string, user: MachineUser): OciProcess {
+  const capabilities = user.uid === 0 ? rootCapabilities : [];
+  const process: OciProcess = {
+    terminal: false,
+    user: { uid: user.uid, gid: user.gid },
+    args,
+    env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
+    cwd,
+    capabilities: {
+      bounding: rootCapabilities,
+      effective: capabilities,
+      permitted: capabilities,
+      inheritable: capabilities,
+      ambient: [],
+    },
+    noNewPrivileges: false,
+  };
+  if (user.additionalGids.length > 0) process.user.additionalGids = user.additionalGids;
+  return process;
+}
+
+export interface MachineConfigInput {
+  rootfs: string;
+  hostname: string;
+  cgroupsPath: string;
+  memoryBytes?: number | undefined;
+  /** Also limit memory+swap (v1 memsw) so that the limit cannot be dodged by swapping. */
+  limitSwap: boolean;
+  pidsLimit: number;
+  /** Host files bind-mounted over machine paths (resolv.conf, hosts). */
+  fileMounts: { source: string; destination: string }[];
+}
+
+/** PID 1 of the machine: bash reaps orphans (its SIGCHLD handler waits for any child) and exits on TERM. */
+export const initArgs = ['/bin/bash', '-c', 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done'];
+
+const root: MachineUser = { name: 'root', uid: 0, gid: 0, additionalGids: [], home: '/root' };
+
+export function machineConfig(input: MachineConfigInput): object {
+  const memory =
+    input.memoryBytes === undefined
+      ? undefined
+      : { limit: input.memoryBytes, ...(input.limitSwap ? { swap: input.memoryBytes } : {}) };
+  return {
+    ociVersion: '1.0.2',
+    process: ociProcess(initArgs, { PATH: defaultPath }, '/', root),
+    root: { path: input.rootfs, readonly: false },
+    hostname: input.hostname,
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      {
+        destination: '/dev/pts',
+        type: 'devpts',
+        source: 'devpts',
+        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+      },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      ...input.fileMounts.map((mount) => ({
+        destination: mount.destination,
+        type: 'bind',
+        source: mount.source,
+        options: ['rbind', 'rprivate'],
+      })),
+    ],
+    linux: {
+      cgroupsPath: input.cgroupsPath,
+      resources: {
+        devices: [{ allow: false, access: 'rwm' }], // runc adds its default devices (null, zero, tty, ...)
+        pids: { limit: input.pidsLimit },
+        ...(memory ? { memory } : {}),
+      },
+      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      maskedPaths: [
+        '/proc/acpi',
+        '/proc/asound',
+        '/proc/kcore',
+        '/proc/keys',
+        '/proc/latency_stats',
+        '/proc/timer_list',
+        '/proc/timer_stats',
+        '/proc/sched_debug',
+        '/sys/firmware',
+        '/proc/scsi',
+      ],
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}

@@ -1,0 +1,102 @@
+// The machine seam: a long-lived Linux sandbox per runner whose root is a writable directory (in
+// production a btrfs subvolume). Steps run inside it one after another; background processes keep
+// running between steps. Implementations live in one folder each (src/sandbox/runc/), and all of them
+// pass test/sandbox/conformance.ts.
+
+export type NetworkMode =
+  /** Own network namespace with outbound access to whatever the host reaches; ports are private. */
+  | 'outbound'
+  /** Own network namespace with only a loopback interface. */
+  | 'none';
+
+export interface MachineSpec {
+  /** Unique among running machines; [A-Za-z0-9_.-], becomes part of container/cgroup names. */
+  id: string;
+  /** Absolute path of the writable root directory. The machine never deletes it. */
+  rootfs: string;
+  /** Defaults to the id. */
+  hostname?: string;
+  /** Memory limit of the whole machine (all processes together). Unlimited when absent. */
+  memoryBytes?: number;
+  /** Maximum number of processes/threads in the machine. Default 4096. */
+  pidsLimit?: number;
+  network: NetworkMode;
+}
+
+export interface OutputChunk {
+  stream: 'stdout' | 'stderr';
+  data: Buffer;
+  /** Milliseconds since the exec (or background process) started; monotonic. */
+  timeMs: number;
+}
+
+export interface ExecRequest {
+  /** Run as `bash -c command`. */
+  command: string;
+  /** The complete environment of the command (PATH, HOME, USER, LOGNAME get defaults if absent). */
+  env?: Record<string, string>;
+  /** Absolute machine path; must exist. Default '/root' (or the user's home directory). */
+  workdir?: string;
+  /** A name or uid in the machine's /etc/passwd. Default root. */
+  user?: string | number;
+  /** Kill the exec's whole process tree after this long; the outcome has timedOut: true. */
+  timeoutMs?: number;
+  /** Kill the exec's whole process tree when aborted; the outcome has canceled: true. */
+  signal?: AbortSignal;
+  /** Live output, in order per stream. */
+  onOutput?: (chunk: OutputChunk) => void;
+}
+
+/** How an exec ended. A non-zero exit is an outcome, not an exception. */
+export interface ExecOutcome {
+  /** Exit status of the command; null when strata killed it (timeout, cancel). 128+n means signal n. */
+  exitCode: number | null;
+  /** The signal strata sent when it killed the process tree, else null. */
+  signal: NodeJS.Signals | null;
+  durationMs: number;
+  timedOut: boolean;
+  canceled: boolean;
+  /** The kernel's OOM killer killed a process of the machine while this exec ran. */
+  oomKilled: boolean;
+}
+
+export type BackgroundRequest = Omit<ExecRequest, 'timeoutMs' | 'signal'>;
+
+export interface BackgroundProcess {
+  /** Host pid of the process (bash -c command). */
+  pid: number;
+  /** Settles when the process ends (or is killed with the machine). */
+  exited: Promise<ExecOutcome>;
+  /** The outcome if the process ended within `ms`, else undefined (RUN BACKGROUND's ~2 s check). */
+  exitedWithin(ms: number): Promise<ExecOutcome | undefined>;
+  /** Kills the process and everything it started. */
+  kill(): Promise<void>;
+}
+
+export interface Machine {
+  readonly id: string;
+  readonly rootfs: string;
+  /**
+   * Host pid of a process inside the machine (its init). Its /proc/<pid>/ns/{mnt,net,pid,...} are the
+   * machine's namespaces: mounts made after `setns` into ns/mnt are seen by every later exec.
+   */
+  readonly pid: number;
+  exec(request: ExecRequest): Promise<ExecOutcome>;
+  startBackground(request: BackgroundRequest): Promise<BackgroundProcess>;
+  /** Stops every process of the machine (they keep existing) so its root can be snapshotted. */
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+  /** Kills everything and removes what start() created (not the rootfs). Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export interface ReapReport {
+  /** Names of machines (or their remains) removed. */
+  machines: string[];
+}
+
+export interface Sandbox {
+  start(spec: MachineSpec): Promise<Machine>;
+  /** Removes machines, cgroups and helper processes left by a crashed predecessor (same name prefix). */
+  reapLeftovers(): Promise<ReapReport>;
+}
