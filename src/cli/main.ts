@@ -22,6 +22,29 @@ export function buildProgram(): Command {
       const { checkCommand } = await import('./commands/check.js');
       process.exitCode = await checkCommand(dir ?? '.', options);
     });
+  program
+    .command('run [dir]')
+    .description('Run every Layerfile of the repo, restoring the deepest snapshot whose reads are unchanged.')
+    .option('--commit <rev>', 'run this git revision instead of the working tree')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--no-cache', 'ignore cached snapshots: run every step')
+    .option('--accept-buttons', 'approve every BUTTON of the run')
+    .option('--plain', 'plain line output even on a terminal')
+    .option('--json', 'print a JSON event stream, one event per line')
+    .action(async (dir: string | undefined, options: import('./commands/run.js').RunCommandOptions) => {
+      const { runCommand } = await import('./commands/run.js');
+      process.exitCode = await runCommand(dir ?? '.', options);
+    });
+  program
+    .command('why [dir]')
+    .description("Explain the last run: each step cached or rerun, and the first path that made it rerun.")
+    .option('--step <n>', 'only this step (1-based)')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--json', 'print the run record as JSON')
+    .action(async (dir: string | undefined, options: { step?: string; store?: string; json?: boolean }) => {
+      const { whyCommand } = await import('./commands/why.js');
+      process.exitCode = await whyCommand(dir ?? '.', options);
+    });
   return program;
 }
 

@@ -119,7 +119,7 @@ interface Observer {
 }
 
 function at(observer: Observer): string {
-  return `step ${observer.step}, line ${observer.line}`;
+  return `step ${observer.step + 1}, line ${observer.line}`;
 }
 
 function changeCause(mapped: MappedChange, kind: InvalidationKind, step: number, message: string): InvalidationCause {
@@ -218,7 +218,7 @@ export function analyzeChain(
       const line = steps[step]?.line ?? 0;
       // The copied path itself vanished, appeared or changed type: the COPY would fail or land elsewhere.
       if (copy.source !== '' && change.path === copy.source && change.membership) {
-        addCopyCause(step, changeCause(entry, change.kind, step, `${change.path} ${change.description} (copied by step ${step}, line ${line})`));
+        addCopyCause(step, changeCause(entry, change.kind, step, `${change.path} ${change.description} (copied by step ${step + 1}, line ${line})`));
       }
       // A later copy of something else over this machine path: reapplying would undo that later copy.
       for (let laterIndex = index + 1; laterIndex < copies.length; laterIndex++) {
@@ -233,7 +233,7 @@ export function analyzeChain(
             entry,
             'wrote-changed',
             later.step,
-            `${change.path} ${change.description}, but step ${later.step} (line ${laterLine}) copies ${what} over ${later.copy.dest}`,
+            `${change.path} ${change.description}, but step ${later.step + 1} (line ${laterLine}) copies ${what} over ${later.copy.dest}`,
           ),
         );
       }
@@ -252,18 +252,18 @@ export function analyzeChain(
   for (let step = 0; step < steps.length; step++) {
     const wanted = steps[step] as PlanStep;
     const cached = chain.steps[step];
-    if (cached === undefined) return noCache(step, `the cached run ${chain.chainId} stopped before step ${step} (line ${wanted.line})`);
+    if (cached === undefined) return noCache(step, `the cached run ${chain.chainId} stopped before step ${step + 1} (line ${wanted.line})`);
     if (cached.definitionKey !== wanted.definitionKey) {
       return result(step, {
         kind: 'definition-changed',
         path: null,
         machinePath: null,
         stepThatObserved: step,
-        message: `Layerfile changed at step ${step} (line ${wanted.line}: ${wanted.text})`,
+        message: `Layerfile changed at step ${step + 1} (line ${wanted.line}: ${wanted.text})`,
       });
     }
-    if (!cached.succeeded) return noCache(step, `step ${step} (line ${wanted.line}) failed in the cached run ${chain.chainId}`);
-    if (cached.trace === null) return noCache(step, `step ${step} (line ${wanted.line}) has no recorded trace in ${chain.chainId} (the run crashed)`);
+    if (!cached.succeeded) return noCache(step, `step ${step + 1} (line ${wanted.line}) failed in the cached run ${chain.chainId}`);
+    if (cached.trace === null) return noCache(step, `step ${step + 1} (line ${wanted.line}) has no recorded trace in ${chain.chainId} (the run crashed)`);
     const copyCause = copyCauses.get(step);
     if (copyCause !== undefined) return result(step, copyCause);
     if (mapped.length === 0) continue;

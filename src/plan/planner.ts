@@ -65,7 +65,7 @@ export function plan(input: PlanInput): RestorePlan {
           path: null,
           machinePath: null,
           stepThatObserved: null,
-          message: `no cached run of this Layerfile to restore from (step ${index}, line ${step.line})`,
+          message: `no cached run of this Layerfile to restore from (step ${index + 1}, line ${step.line})`,
         },
       }),
     );
@@ -153,18 +153,18 @@ function explain(steps: readonly PlanStep[], option: Option, point: RestorePoint
         status: 'cached',
         chainId,
         snapshot: point.snapshot,
-        message: `cached: restored snapshot ${point.snapshot} (after step ${point.afterStep}) of ${chainId}`,
+        message: `cached: restored snapshot ${point.snapshot} (after step ${point.afterStep + 1}) of ${chainId}`,
       };
     }
     const rerun = (why: InvalidationCause): StepExplanation => ({ step: index, status: 'rerun', cause: why });
     if (index < firstInvalid) {
-      const base = point === null ? 'the base' : `snapshot ${point.snapshot} (after step ${point.afterStep})`;
+      const base = point === null ? 'the base' : `snapshot ${point.snapshot} (after step ${point.afterStep + 1})`;
       return rerun({
         kind: 'no-snapshot',
         path: null,
         machinePath: null,
         stepThatObserved: index,
-        message: `step ${index} (line ${step.line}) is unchanged, but ${chainId} kept no snapshot after it: it reruns on top of ${base}`,
+        message: `step ${index + 1} (line ${step.line}) is unchanged, but ${chainId} kept no snapshot after it: it reruns on top of ${base}`,
       });
     }
     if (index === firstInvalid && cause !== null) {
@@ -178,7 +178,7 @@ function explain(steps: readonly PlanStep[], option: Option, point: RestorePoint
       path: null,
       machinePath: null,
       stepThatObserved: firstInvalid,
-      message: `reruns because step ${firstInvalid} (line ${steps[firstInvalid]?.line ?? 0}) reruns`,
+      message: `reruns because step ${firstInvalid + 1} (line ${steps[firstInvalid]?.line ?? 0}) reruns`,
     });
   });
 }

@@ -206,3 +206,24 @@ export async function exportTree(repoDir: string, tree: TreeId, path: string, de
     untar.on('close', (code) => done(code, 'tar'));
   });
 }
+
+/**
+ * Every file named exactly `Layerfile` in the tree (not under node_modules), with its text. Reading
+ * from the tree rather than the disk keeps the Layerfiles and the sources of one run consistent.
+ */
+export async function readLayerfilesFromTree(repoDir: string, tree: TreeId): Promise<Array<{ path: string; text: string }>> {
+  const out = await git(repoDir, ['ls-tree', '-r', '-z', '--full-tree', tree]);
+  const found: Array<{ path: string; id: string }> = [];
+  for (const entry of out.split('\0')) {
+    if (!entry) continue;
+    const tab = entry.indexOf('\t');
+    const path = entry.slice(tab + 1);
+    const [mode, type, id] = entry.slice(0, tab).split(' ');
+    if (type !== 'blob' || mode === '120000' || !id) continue;
+    if (path !== 'Layerfile' && !path.endsWith('/Layerfile')) continue;
+    if (path.split('/').includes('node_modules')) continue;
+    found.push({ path, id });
+  }
+  found.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return Promise.all(found.map(async ({ path, id }) => ({ path, text: await git(repoDir, ['cat-file', 'blob', id]) })));
+}

@@ -76,7 +76,7 @@ test('seed: file2 edited -> only the last step reruns', () => {
   assert.equal(cause.path, 'file2');
   assert.equal(cause.machinePath, '/root/file2');
   assert.equal(cause.stepThatObserved, 2);
-  assert.equal(cause.message, 'file2 content changed (read by step 2, line 4)');
+  assert.equal(cause.message, 'file2 content changed (read by step 3, line 4)');
   assert.deepEqual(result.reapply.map((r) => r.dest), ['/root/file2']);
 });
 
@@ -103,7 +103,7 @@ test('seed: the Layerfile\'s last line edited -> only the last step reruns', () 
   assertRestore(result, 1, 2);
   const cause = rerunCause(result, 2);
   assert.equal(cause.kind, 'definition-changed');
-  assert.match(cause.message, /^Layerfile changed at step 2 \(line 4/);
+  assert.match(cause.message, /^Layerfile changed at step 3 \(line 4/);
 });
 
 test('definition key differs at k: earlier trace-valid steps are reused, a change read later does not matter', () => {
@@ -126,7 +126,7 @@ test('a probed-absent file that now exists invalidates the step that probed it',
   const cause = rerunCause(result, 1);
   assert.equal(cause.kind, 'appeared');
   assert.equal(cause.path, 'config/local.json');
-  assert.equal(cause.message, 'config/local.json appeared (was probed absent by step 1, line 3)');
+  assert.equal(cause.message, 'config/local.json appeared (was probed absent by step 2, line 3)');
 });
 
 test('an absent directory: a file added under it invalidates, with or without the directory in the change list', () => {
@@ -140,7 +140,7 @@ test('an absent directory: a file added under it invalidates, with or without th
   const cause = rerunCause(fileOnly, 2);
   assert.equal(cause.kind, 'appeared');
   assert.equal(cause.path, 'config/local.json');
-  assert.match(cause.message, /\/root\/config was probed absent by step 2/);
+  assert.match(cause.message, /\/root\/config was probed absent by step 3/);
 });
 
 test('an absent file stays absent when only a sibling appears', () => {
@@ -156,7 +156,7 @@ test('a listed directory: an added entry and a removed entry invalidate, an edit
   const addition = planFor(specs, [added('src/new.ts')]);
   assertRestore(addition, 0, 1);
   assert.equal(rerunCause(addition, 1).kind, 'listing-changed');
-  assert.match(rerunCause(addition, 1).message, /src\/new.ts appeared \(its directory \/root\/src was listed by step 1/);
+  assert.match(rerunCause(addition, 1).message, /src\/new.ts appeared \(its directory \/root\/src was listed by step 2/);
   const removal = planFor(specs, [deleted('src/old.ts')]);
   assertRestore(removal, 0, 1);
   assert.equal(rerunCause(removal, 1).kind, 'listing-changed');
@@ -175,7 +175,7 @@ test('a stat\'ed symlink retargeted invalidates', () => {
   assertRestore(result, 1, 2);
   const cause = rerunCause(result, 2);
   assert.equal(cause.kind, 'content-changed');
-  assert.equal(cause.message, "current symlink retargeted (v1 → v2) (stat'ed by step 2, line 4)");
+  assert.equal(cause.message, "current symlink retargeted (v1 → v2) (stat'ed by step 3, line 4)");
 });
 
 test('a stat\'ed path: mode, size and deletion count', () => {
@@ -194,7 +194,7 @@ test('chmod +x on a read script (content unchanged) invalidates the step that re
   assertRestore(result, 0, 1);
   const cause = rerunCause(result, 1);
   assert.equal(cause.kind, 'mode-changed');
-  assert.equal(cause.message, 'build.sh mode changed (644 → 755) (read by step 1, line 3)');
+  assert.equal(cause.message, 'build.sh mode changed (644 → 755) (read by step 2, line 3)');
 });
 
 test('a change with identical before and after is no change', () => {
@@ -208,7 +208,7 @@ test('a read file deleted invalidates', () => {
   assertRestore(result, 1, 2);
   const cause = rerunCause(result, 2);
   assert.equal(cause.kind, 'deleted');
-  assert.equal(cause.message, 'file2 was deleted (read by step 2, line 4)');
+  assert.equal(cause.message, 'file2 was deleted (read by step 3, line 4)');
   assert.equal(result.reapply[0]?.change.after, null);
 });
 
@@ -272,7 +272,7 @@ test('a COPY source that disappears invalidates the COPY step itself', () => {
   assertRestore(result, 0, 1);
   const cause = rerunCause(result, 1);
   assert.equal(cause.kind, 'deleted');
-  assert.match(cause.message, /copied by step 1/);
+  assert.match(cause.message, /copied by step 2/);
   assert.deepEqual(result.reapply, []);
 });
 
@@ -437,7 +437,7 @@ test('an incomplete chain provides the snapshots of the steps that succeeded', (
   // A run that stopped before the last step (nothing recorded for it).
   const stopped = plan({ steps: planSteps(seed()), candidates: [{ chain: chain('c1', seed().slice(0, 2), false), changes: [] }] });
   assertRestore(stopped, 1, 2);
-  assert.match(rerunCause(stopped, 2).message, /stopped before step 2/);
+  assert.match(rerunCause(stopped, 2).message, /stopped before step 3/);
 });
 
 test('a step whose trace is missing is treated as invalidated', () => {

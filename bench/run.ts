@@ -1,0 +1,61 @@
+// `npm run bench [-- name...]`: runs the benchmark suites side by side in one process, prints one table
+// (median, goal, ratio to goal) and saves the raw rows as JSON under bench/results/.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface BenchRow {
+  name: string;
+  medianMs: number;
+  goalMs?: number;
+  /** Free-form extra figure, e.g. a ratio measured side by side. */
+  note?: string;
+}
+
+type Suite = { name: string; load: () => Promise<() => Promise<BenchRow[]>> };
+
+const SUITES: Suite[] = [
+  { name: 'plan', load: async () => (await import('./plan.js')).benchPlan },
+  { name: 'snapshot', load: async () => (await import('./snapshot.js')).benchSnapshot },
+  { name: 'sandbox', load: async () => (await import('./sandbox.js')).benchSandbox },
+  { name: 'trace', load: async () => (await import('./trace.js')).benchTrace },
+  { name: 'engine', load: async () => (await import('./engine.js')).benchEngine },
+];
+
+function formatMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
+}
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2);
+  const selected = SUITES.filter((s) => wanted.length === 0 || wanted.includes(s.name));
+  const rows: Array<BenchRow & { suite: string }> = [];
+  const failures: string[] = [];
+  for (const suite of selected) {
+    process.stderr.write(`bench: ${suite.name}...\n`);
+    try {
+      const run = await suite.load();
+      for (const row of await run()) rows.push({ suite: suite.name, ...row });
+    } catch (error) {
+      failures.push(`${suite.name}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  const header = '| suite | measurement | median | goal | within goal |';
+  const lines = [header, '|---|---|---|---|---|'];
+  for (const row of rows) {
+    const goal = row.goalMs === undefined ? '' : formatMs(row.goalMs);
+    const ok = row.goalMs === undefined ? '' : row.medianMs <= row.goalMs ? 'yes' : `no (${(row.medianMs / row.goalMs).toFixed(1)}×)`;
+    lines.push(`| ${row.suite} | ${row.name}${row.note ? ` (${row.note})` : ''} | ${formatMs(row.medianMs)} | ${goal} | ${ok} |`);
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  const dir = join(new URL('.', import.meta.url).pathname, 'results');
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  await writeFile(file, JSON.stringify({ date: new Date().toISOString(), rows, failures }, null, 2) + '\n');
+  process.stdout.write(`raw results: ${file}\n`);
+  if (failures.length > 0) {
+    process.stderr.write(`bench: ${failures.length} suite(s) failed:\n${failures.join('\n')}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main();

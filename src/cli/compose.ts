@@ -1,0 +1,119 @@
+// The composition file of the CLI: the one place that picks the real implementations (btrfs snapshot
+// store, runc sandbox, FUSE tracer, SQLite) and wires them into the engine.
+import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import type { EngineDeps, EngineImages, EngineMachine, EngineSandbox } from '../engine/ports.js';
+import type { Reporter } from '../engine/reporter.js';
+import { ensureImage } from '../images/ensure.js';
+import type { Sandbox } from '../sandbox/types.js';
+import type { SnapshotStore } from '../snapshot/types.js';
+import { openDatabase, type Db } from '../store/database.js';
+import { createCacheIndex } from '../store/cacheIndex.js';
+import { createRunLog } from '../store/runs.js';
+
+export interface StorePaths {
+  root: string;
+  snapshots: string;
+  database: string;
+}
+
+/** Where strata keeps its state: --store, else $STRATA_STORE, else /var/lib/strata. */
+export function storePaths(explicit?: string): StorePaths {
+  const root = resolve(explicit ?? process.env.STRATA_STORE ?? '/var/lib/strata');
+  return { root, snapshots: join(root, 'snapshots'), database: join(root, 'strata.db') };
+}
+
+export interface Engine {
+  deps: EngineDeps;
+  close(): Promise<void>;
+}
+
+export async function openEngine(options: { store?: string | undefined; reporter: Reporter }): Promise<Engine> {
+  const paths = storePaths(options.store);
+  const { openBtrfsStore } = await import('../snapshot/btrfs.js');
+  const { createRuncSandbox } = await import('../sandbox/runc/index.js');
+  const { FuseRecorder } = await import('../trace/fuse.js');
+  const snapshots: SnapshotStore = await openBtrfsStore({ root: paths.snapshots });
+  let db: Db | undefined;
+  try {
+    db = openDatabase(paths.database);
+    // Machines are named after the store, so reaping leftovers of a crashed run never touches the
+    // machines of another store's run on the same host.
+    const storeTag = createHash('sha256').update(paths.root).digest('hex').slice(0, 8);
+    const runc = createRuncSandbox({ prefix: `strata-${storeTag}-`, stateRoot: join('/run/strata', storeTag) });
+    await runc.reapLeftovers();
+    const sandbox = adaptSandbox(runc);
+    const images: EngineImages = {
+      async ensure(name, onProgress) {
+        const image = await ensureImage(snapshots, name, { onProgress: (p) => onProgress?.(`${p.image}: ${p.message}`) });
+        return { snapshot: image.snapshot, identity: image.recipeHash };
+      },
+    };
+    const deps: EngineDeps = {
+      snapshots,
+      sandbox,
+      tracer: new FuseRecorder(),
+      images,
+      cacheIndex: createCacheIndex(db),
+      runLog: createRunLog(db),
+      reporter: options.reporter,
+      parallelism: Math.max(1, availableParallelism()),
+      now: () => Date.now(),
+    };
+    const openedDb = db;
+    return {
+      deps,
+      async close() {
+        openedDb.close();
+        await snapshots.close();
+      },
+    };
+  } catch (error) {
+    db?.close();
+    await snapshots.close();
+    throw error;
+  }
+}
+
+/** The runc sandbox as the engine's narrow machine port: outbound network, output decoded as UTF-8. */
+function adaptSandbox(sandbox: Sandbox): EngineSandbox {
+  return {
+    async start(request) {
+      const machine = await sandbox.start({
+        id: request.id,
+        rootfs: request.rootfs,
+        hostname: request.hostname,
+        network: 'outbound',
+        ...(request.memoryBytes !== undefined ? { memoryBytes: request.memoryBytes } : {}),
+      });
+      const adapted: EngineMachine = {
+        pid: machine.pid,
+        async exec(exec) {
+          const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+          const outcome = await machine.exec({
+            command: exec.command,
+            env: exec.env,
+            workdir: exec.workdir,
+            user: exec.user,
+            ...(exec.signal ? { signal: exec.signal } : {}),
+            onOutput: (chunk) => {
+              const text = decoders[chunk.stream].write(chunk.data);
+              if (text) exec.onOutput(chunk.stream, text);
+            },
+          });
+          for (const stream of ['stdout', 'stderr'] as const) {
+            const rest = decoders[stream].end();
+            if (rest) exec.onOutput(stream, rest);
+          }
+          return { exitCode: outcome.exitCode, signal: outcome.signal, durationMs: outcome.durationMs, timedOut: outcome.timedOut, oomKilled: outcome.oomKilled };
+        },
+        freeze: () => machine.freeze(),
+        thaw: () => machine.thaw(),
+        destroy: () => machine.destroy(),
+      };
+      return adapted;
+    },
+  };
+}

@@ -1,0 +1,54 @@
+// What the engine needs from the machine, image and tracing layers, as narrow interfaces. The
+// composition file of each entry point (src/cli/compose.ts, later the server's) adapts the real
+// implementations to these; tests may give fakes.
+import type { CacheIndex } from '../store/cacheIndex.js';
+import type { RunLog } from '../store/runs.js';
+import type { SnapshotName, SnapshotStore } from '../snapshot/types.js';
+import type { TraceRecorder } from '../trace/recorder.js';
+import type { OutputStream, Reporter } from './reporter.js';
+
+export interface StepExecResult {
+  exitCode: number | null;
+  signal: string | null;
+  durationMs: number;
+  timedOut: boolean;
+  oomKilled: boolean;
+}
+
+export interface EngineMachine {
+  /** A process inside the machine (its mount namespace is where tracers mount). */
+  readonly pid: number;
+  exec(request: {
+    command: string;
+    env: Record<string, string>;
+    workdir: string;
+    user: string;
+    onOutput: (stream: OutputStream, data: string) => void;
+    signal?: AbortSignal | undefined;
+  }): Promise<StepExecResult>;
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export interface EngineSandbox {
+  start(request: { id: string; rootfs: string; hostname: string; memoryBytes?: number | undefined }): Promise<EngineMachine>;
+}
+
+export interface EngineImages {
+  /** The committed snapshot holding the image's root, and an identity that changes with its recipe. */
+  ensure(name: string, onProgress?: (line: string) => void): Promise<{ snapshot: SnapshotName; identity: string }>;
+}
+
+export interface EngineDeps {
+  snapshots: SnapshotStore;
+  sandbox: EngineSandbox;
+  tracer: TraceRecorder;
+  images: EngineImages;
+  cacheIndex: CacheIndex;
+  runLog: RunLog;
+  reporter: Reporter;
+  /** How many Layerfiles may run at once. */
+  parallelism: number;
+  now: () => number;
+}

@@ -1,0 +1,407 @@
+// Runs one Layerfile (one runner): decide where to restore from (planner), restore or start fresh,
+// re-apply changed sources, execute the remaining steps in a machine with tracing, snapshot after each
+// step and record the chain in the cache index (snapshot first, index row second).
+import { randomUUID } from 'node:crypto';
+import { lstat } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { StrataError } from '../errors.js';
+import type { GraphNode } from '../layerfile/graph.js';
+import type { Instruction } from '../layerfile/types.js';
+import { definitionKeys, imageIdentity, isStep, layerfileIdentity } from '../plan/definitionKey.js';
+import { isSameOrUnder } from '../plan/paths.js';
+import { plan as planRestore } from '../plan/planner.js';
+import type { CachedChain, CopyRecord, PlanStep, RestorePlan, StepExplanation as PlanExplanation } from '../plan/types.js';
+import { snapshotKey, snapshotName, type SnapshotKey, type SnapshotName } from '../snapshot/types.js';
+import { diffTrees, type CommitInfo, type TreeId } from '../source/git.js';
+import type { ChainStepRecord } from '../store/cacheIndex.js';
+import { normalizeStepTrace, type TraceSession } from '../trace/recorder.js';
+import { emptyStepTrace, type StepTrace } from '../trace/types.js';
+import { copyIntoMachine, reapplyChanges } from './copy.js';
+import type { EngineDeps, EngineMachine } from './ports.js';
+import type { StepExplanation } from './reporter.js';
+import { resolveInRoot } from './rootfs.js';
+import { applyToState, baseStepEnv, execEnv, initialExecState, runScript, shellQuote, skipConditionsHold, type ExecState } from './stepEnv.js';
+
+/** What a finished Layerfile hands to the Layerfiles that inherit from it (`FROM ../this`). */
+export interface LayerfileOutcome {
+  status: 'success' | 'failure' | 'error' | 'skipped';
+  message?: string | undefined;
+  /** The machine state after the last step, consistent with the new commit's sources. */
+  finalSnapshot: SnapshotName | null;
+  /** Identity of that state: changes whenever any step that produced it ran again. */
+  finalStateId: string;
+  execState: ExecState;
+  /** Every copy made into this machine, inherited ones included. */
+  copies: CopyRecord[];
+  stepsRan: number;
+  stepsCached: number;
+}
+
+export interface RunContext {
+  deps: EngineDeps;
+  runId: string;
+  repo: string;
+  repoDir: string;
+  tree: TreeId;
+  commit: CommitInfo | null;
+  noCache: boolean;
+  acceptButtons: boolean;
+}
+
+interface StepEntry {
+  /** Index among the Layerfile's steps (what the planner and the cache index count). */
+  step: number;
+  instructionIndex: number;
+  instruction: Instruction;
+  definitionKey: string;
+}
+
+/** Directives the engine does not execute yet: refuse clearly rather than run them wrongly. */
+const NOT_YET: Partial<Record<Instruction['kind'], string>> = {
+  clone: 'CLONE',
+  cache: 'CACHE',
+  split: 'SPLIT',
+  secretEnv: 'SECRET ENV',
+};
+
+function explanationOf(explanation: PlanExplanation | undefined): StepExplanation | undefined {
+  if (!explanation) return undefined;
+  if (explanation.status === 'cached') return { cached: true, message: explanation.message };
+  return { cached: false, message: explanation.cause.message, path: explanation.cause.path ?? undefined, kind: explanation.cause.kind };
+}
+
+function planSummary(restorePlan: RestorePlan, steps: StepEntry[]): string {
+  if (restorePlan.kind === 'fresh') return steps.length === 0 ? 'nothing to run' : `running all ${steps.length} step(s)`;
+  if (restorePlan.firstRerun === null) return `all ${steps.length} step(s) cached`;
+  if (restorePlan.repeatableBase) return `restoring step ${restorePlan.afterStep + 1}'s previous state (REPEATABLE), rerunning from step ${restorePlan.firstRerun + 1}`;
+  return `restoring after step ${restorePlan.afterStep + 1}, rerunning from step ${restorePlan.firstRerun + 1}`;
+}
+
+export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: LayerfileOutcome | null): Promise<LayerfileOutcome> {
+  const { deps } = ctx;
+  const runner = node.runnerId;
+  const instructions = node.layerfile.instructions;
+
+  for (const instruction of instructions) {
+    const name = NOT_YET[instruction.kind];
+    if (name || (instruction.kind === 'run' && instruction.mode === 'background')) {
+      throw new StrataError('STRATA_ENGINE', `${node.path}:${instruction.range.line}: ${name ?? 'RUN BACKGROUND'} is not supported by this version of the engine yet`, {
+        hint: 'the directive parses and is checked by `strata check`; executing it is planned work',
+      });
+    }
+  }
+
+  // Where the Layerfile starts from.
+  let baseSnapshot: SnapshotName;
+  let parentIdentity: string;
+  let startState: ExecState;
+  let inheritedCopies: CopyRecord[];
+  const from = instructions[0];
+  if (from?.kind !== 'from') throw new StrataError('STRATA_INTERNAL', `${node.path} has no FROM`);
+  if (from.source.type === 'image') {
+    const image = await deps.images.ensure(from.source.name, (line) =>
+      deps.reporter.onStepOutput?.({ runner, step: 0, stream: 'stderr', data: line + '\n', timeMs: deps.now() }),
+    );
+    baseSnapshot = image.snapshot;
+    parentIdentity = imageIdentity(from.source.name, image.identity);
+    startState = initialExecState();
+    inheritedCopies = [];
+  } else {
+    if (!parent || parent.status !== 'success' || !parent.finalSnapshot) {
+      throw new StrataError('STRATA_INTERNAL', `${node.path} started without its parent's final state`);
+    }
+    baseSnapshot = parent.finalSnapshot;
+    parentIdentity = layerfileIdentity(parent.finalStateId);
+    startState = parent.execState;
+    inheritedCopies = parent.copies;
+  }
+
+  const baseEnv = baseStepEnv({ jobId: ctx.runId, runnerId: runner, repositoryName: posix.basename(ctx.repo), retryIndex: 0, commit: ctx.commit });
+  const keys = definitionKeys(instructions, { parentIdentity, buildEnv: baseEnv, secrets: {} });
+  const steps: StepEntry[] = [];
+  instructions.forEach((instruction, instructionIndex) => {
+    if (isStep(instruction)) steps.push({ step: steps.length, instructionIndex, instruction, definitionKey: keys[instructionIndex] as string });
+  });
+  const planSteps: PlanStep[] = steps.map((s) => ({
+    definitionKey: s.definitionKey,
+    line: s.instruction.range.line,
+    kind: s.instruction.kind,
+    text: s.instruction.canonical,
+    repeatable: s.instruction.kind === 'run' && s.instruction.mode === 'repeatable',
+  }));
+
+  // Candidates: earlier chains of this runner that start the same way, with what changed since.
+  const chains = ctx.noCache || steps.length === 0 ? [] : deps.cacheIndex.candidates(ctx.repo, runner, steps[0]!.definitionKey);
+  const candidates = await Promise.all(
+    chains.map(async (record) => {
+      const chain: CachedChain = {
+        chainId: record.id,
+        sourceTreeId: record.tree,
+        complete: record.complete,
+        steps: record.steps.map((s) => ({
+          definitionKey: s.definitionKey,
+          snapshot: s.snapshot as SnapshotName | null,
+          trace: s.trace,
+          copies: s.copies,
+          repeatable: s.repeatable,
+          succeeded: s.succeeded,
+        })),
+      };
+      return { chain, changes: await diffTrees(ctx.repoDir, record.tree as TreeId, ctx.tree), record };
+    }),
+  );
+  const restorePlan = planRestore({ steps: planSteps, candidates, inheritedCopies });
+  const sourceChain = restorePlan.kind === 'restore' ? candidates.find((c) => c.chain.chainId === restorePlan.chainId)?.record : undefined;
+
+  deps.reporter.onRunnerStart?.({ runner, plan: planSummary(restorePlan, steps) });
+  deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'running', plan: planSummary(restorePlan, steps) });
+
+  const firstToRun = restorePlan.kind === 'fresh' ? 0 : (restorePlan.firstRerun ?? steps.length);
+  const restoredThrough = restorePlan.kind === 'restore' ? restorePlan.afterStep : -1;
+  const carriedThrough = Math.min(restoredThrough, firstToRun - 1);
+
+  // Replay the metadata of the cached steps so later steps see the same ENV/WORKDIR/USER.
+  let state = startState;
+  for (const s of steps.slice(0, firstToRun)) state = applyToState(state, s.instruction, baseEnv);
+
+  const chainId = deps.cacheIndex.startChain({ repo: ctx.repo, runner, layerfile: node.path, tree: ctx.tree, runId: ctx.runId }, deps.now());
+  const copies: CopyRecord[] = [...inheritedCopies];
+  let stateId = parentIdentity;
+  let lastSnapshot: SnapshotName | null = baseSnapshot;
+  let stepsCached = 0;
+
+  // The restored machine's files, brought up to date with this commit.
+  let activeKey: SnapshotKey | null = null;
+  const newName = (label: string): SnapshotName => snapshotName(`${ctx.runId}.${runnerToken(runner)}.${label}`);
+  if (restorePlan.kind === 'restore') {
+    activeKey = snapshotKey(`active.${randomUUID()}`);
+    const restoreFrom = restorePlan.snapshot;
+    const { path: rootfs } = await deps.snapshots.clone(restoreFrom, activeKey);
+    await reapplyChanges(ctx.repoDir, ctx.tree, rootfs, restorePlan.reapply);
+    const restoredSnapshot = restorePlan.reapply.length === 0 ? restoreFrom : newName(`restored-${restorePlan.afterStep}`);
+    if (restoredSnapshot !== restoreFrom) await deps.snapshots.commit(activeKey, restoredSnapshot);
+    // Carry the cached steps into the new chain. Only the restore point keeps a snapshot: older
+    // snapshots hold the old chain's sources and stay reachable through the old chain.
+    for (const s of steps.slice(0, carriedThrough + 1)) {
+      const old = sourceChain?.steps[s.step] as ChainStepRecord;
+      const snapshot = s.step === restoredThrough ? restoredSnapshot : null;
+      deps.cacheIndex.addStep(chainId, { ...old, definitionKey: s.definitionKey, snapshot });
+      for (const copy of old.copies) copies.push(copy);
+      stateId = old.stateId;
+      if (s.step === restoredThrough) lastSnapshot = restoredSnapshot;
+    }
+  }
+
+  // Report the plan step by step.
+  for (const s of steps) {
+    const explanation = explanationOf(restorePlan.explanations[s.step]);
+    if (s.step < firstToRun) {
+      stepsCached++;
+      deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'cached', ...(explanation ? { explanation } : {}) });
+      deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'cached', reason: explanation ?? null, durationMs: null, snapshot: null });
+    } else {
+      deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'pending', reason: explanation ?? null, durationMs: null, snapshot: null });
+    }
+  }
+
+  const finish = (status: LayerfileOutcome['status'], stepsRan: number, message?: string): LayerfileOutcome => {
+    deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status });
+    return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached };
+  };
+
+  // Nothing left to run: the (re-applied) restore point is the final state.
+  if (firstToRun >= steps.length) {
+    if (activeKey) await deps.snapshots.remove(activeKey);
+    deps.cacheIndex.completeChain(chainId);
+    return finish('success', 0);
+  }
+
+  if (!activeKey) {
+    activeKey = snapshotKey(`active.${randomUUID()}`);
+    await deps.snapshots.clone(baseSnapshot, activeKey);
+  }
+  const rootfs = deps.snapshots.path(activeKey);
+  const memory = instructions.find((i): i is Extract<Instruction, { kind: 'memory' }> => i.kind === 'memory');
+  let machine: EngineMachine | null = null;
+  const sessions: Array<{ dir: string; session: TraceSession }> = [];
+  let stepsRan = 0;
+  let skipRest = false;
+  try {
+    machine = await deps.sandbox.start({ id: `${ctx.runId}-${runnerToken(runner)}`, rootfs, hostname: hostnameFor(runner), memoryBytes: memory?.bytes });
+    const traceCopies = async (records: CopyRecord[]): Promise<void> => {
+      for (const record of records) await attachTracer(deps, machine as EngineMachine, sessions, record, rootfs);
+    };
+    await traceCopies(copies);
+
+    let instructionCursor = steps[firstToRun]!.instructionIndex;
+    // Non-step instructions before the first rerun step still apply (SKIP REMAINING IF, BUTTON).
+    for (let i = 0; i < instructionCursor && !skipRest; i++) {
+      const instruction = instructions[i] as Instruction;
+      if (instruction.kind === 'skipRemainingIf' && skipConditionsHold(instruction, execEnv(baseEnv, state))) skipRest = true;
+    }
+    let snapshotsEnabled = instructions.slice(0, instructionCursor).reduce((on, i) => (i.kind === 'checkpoint' ? i.mode !== 'disabled' : on), true);
+
+    for (const s of steps.slice(firstToRun)) {
+      // Instructions between the previous step and this one.
+      for (; instructionCursor < s.instructionIndex; instructionCursor++) {
+        const between = instructions[instructionCursor] as Instruction;
+        if (between.kind === 'skipRemainingIf' && skipConditionsHold(between, execEnv(baseEnv, state))) skipRest = true;
+        if (between.kind === 'checkpoint') snapshotsEnabled = between.mode !== 'disabled';
+        if (between.kind === 'button' && !ctx.acceptButtons) {
+          throw new StrataError('STRATA_ENGINE', `${node.path}:${between.range.line}: BUTTON "${between.message}" needs approval`, {
+            hint: 'run with --accept-buttons to approve every BUTTON of this run',
+          });
+        }
+      }
+      instructionCursor = s.instructionIndex + 1;
+      if (skipRest) {
+        deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'skipped', explanation: { cached: false, message: 'SKIP REMAINING IF conditions held' } });
+        deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'skipped', reason: { message: 'SKIP REMAINING IF conditions held' }, durationMs: null, snapshot: null });
+        continue;
+      }
+
+      const explanation = explanationOf(restorePlan.explanations[s.step]);
+      deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'running', ...(explanation ? { explanation } : {}) });
+      const started = deps.now();
+      const output = (stream: 'stdout' | 'stderr', data: string): void =>
+        deps.reporter.onStepOutput?.({ runner, step: s.step, stream, data, timeMs: deps.now() });
+
+      // A step that does not run in the machine observes nothing there.
+      let outcome: { trace: StepTrace | null; failure: string | null } = { trace: emptyStepTrace(), failure: null };
+      let stepCopies: CopyRecord[] = [];
+      const instruction = s.instruction;
+      const runInMachine = async (command: string, as: ExecState): Promise<typeof outcome> => {
+        await Promise.all(sessions.map((t) => t.session.beginStep(s.step)));
+        const result = await (machine as EngineMachine).exec({ command: runScript(command, as), env: execEnv(baseEnv, as), workdir: as.workdir, user: as.user, onOutput: output });
+        const traces = await Promise.all(sessions.map((t) => t.session.endStep()));
+        return { trace: mergeTraces(traces), failure: result.exitCode === 0 ? null : describeFailure(result) };
+      };
+
+      switch (instruction.kind) {
+        case 'run':
+          outcome = await runInMachine(instruction.command, state);
+          break;
+        case 'copy': {
+          await machine.freeze();
+          try {
+            stepCopies = await copyIntoMachine({ repoDir: ctx.repoDir, tree: ctx.tree, rootfs, layerfilePath: node.path, sources: instruction.sources, dest: instruction.dest, workdir: state.workdir });
+          } finally {
+            await machine.thaw();
+          }
+          await traceCopies(stepCopies);
+          copies.push(...stepCopies);
+          break;
+        }
+        case 'workdir': {
+          state = applyToState(state, instruction, baseEnv);
+          outcome = await runInMachine(`mkdir -p ${shellQuote(state.workdir)}`, { ...state, workdir: '/', setupFiles: [] });
+          break;
+        }
+        case 'user': {
+          const name = shellQuote(instruction.name);
+          outcome = await runInMachine(
+            `id -u ${name} >/dev/null 2>&1 || useradd --create-home --groups root ${name}`,
+            { ...state, user: 'root', workdir: '/', setupFiles: [] },
+          );
+          state = applyToState(state, instruction, baseEnv);
+          break;
+        }
+        default:
+          // ENV, SETUP FILE, BUILD ENV: they change how later steps run, not the machine.
+          state = applyToState(state, instruction, baseEnv);
+          break;
+      }
+      const durationMs = deps.now() - started;
+      const { trace, failure } = outcome;
+
+      const changesMachine = instruction.kind === 'run' || instruction.kind === 'copy' || instruction.kind === 'workdir' || instruction.kind === 'user';
+      let snapshot: SnapshotName | null = null;
+      if (changesMachine || failure) {
+        stateId = randomUUID();
+        if (snapshotsEnabled || failure || s.step === steps.length - 1) {
+          snapshot = newName(failure ? `failed-${s.step}` : `${s.step}`);
+          await machine.freeze();
+          try {
+            await deps.snapshots.commit(activeKey, snapshot);
+          } finally {
+            await machine.thaw();
+          }
+        }
+      } else {
+        stateId = `${stateId}+${s.definitionKey}`;
+      }
+      const record: ChainStepRecord = {
+        index: s.step,
+        definitionKey: s.definitionKey,
+        snapshot,
+        stateId,
+        trace: trace === null ? null : normalizeStepTrace(trace),
+        copies: stepCopies,
+        repeatable: instruction.kind === 'run' && instruction.mode === 'repeatable',
+        succeeded: failure === null,
+      };
+      deps.cacheIndex.addStep(chainId, record);
+      stepsRan++;
+      if (snapshot) lastSnapshot = snapshot;
+      deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: instruction.range.line, text: instruction.canonical, status: failure ? 'failed' : 'ran', reason: explanation ?? null, durationMs, snapshot });
+      deps.reporter.onStepStatus?.({ runner, step: s.step, status: failure ? 'failed' : 'done', durationMs });
+      if (failure) {
+        const message = `step ${s.step + 1} (line ${instruction.range.line}) ${failure}; the machine at failure is snapshot ${snapshot}`;
+        return finish('failure', stepsRan, message);
+      }
+    }
+    if (!skipRest) deps.cacheIndex.completeChain(chainId);
+    return finish('success', stepsRan);
+  } finally {
+    for (const { session } of sessions) await session.detach().catch(() => {});
+    if (machine) await machine.destroy().catch(() => {});
+    await deps.snapshots.remove(activeKey).catch(() => {});
+  }
+}
+
+function describeFailure(result: { exitCode: number | null; signal: string | null; timedOut: boolean; oomKilled: boolean }): string {
+  if (result.oomKilled) return 'was killed: out of memory (MEMORY limit reached)';
+  if (result.timedOut) return 'timed out';
+  if (result.signal) return `was killed by ${result.signal}`;
+  return `exited with code ${result.exitCode}`;
+}
+
+/** Traces the directory a copy landed in (or, for a single file, the directory holding it), once. */
+async function attachTracer(deps: EngineDeps, machine: EngineMachine, sessions: Array<{ dir: string; session: TraceSession }>, record: CopyRecord, rootfs: string): Promise<void> {
+  const isDir = await isDirectory(rootfs, record.dest);
+  const dir = isDir ? record.dest : posix.dirname(record.dest);
+  if (sessions.some((s) => isSameOrUnder(dir, s.dir))) return;
+  if (dir === '/') {
+    throw new StrataError('STRATA_ENGINE', 'COPY into / cannot be traced', { hint: 'copy into a directory such as /app or /root' });
+  }
+  const session = await deps.tracer.attach({ dir, machinePrefix: dir, mountNamespacePid: machine.pid });
+  sessions.push({ dir, session });
+}
+
+async function isDirectory(rootfs: string, machinePath: string): Promise<boolean> {
+  try {
+    return (await lstat(await resolveInRoot(rootfs, machinePath))).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function mergeTraces(traces: StepTrace[]): StepTrace {
+  const merged = emptyStepTrace();
+  for (const t of traces) {
+    merged.read.push(...t.read);
+    merged.listed.push(...t.listed);
+    merged.statted.push(...t.statted);
+    merged.absent.push(...t.absent);
+    merged.written.push(...t.written);
+  }
+  return merged;
+}
+
+function runnerToken(runner: string): string {
+  return runner.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 60) || 'runner';
+}
+
+function hostnameFor(runner: string): string {
+  return (runner.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63) || 'machine');
+}

@@ -1,0 +1,129 @@
+// The environment every step sees (LAYERFILE.md "Environment in every step"), and the per-Layerfile
+// state that ENV / WORKDIR / USER / SETUP FILE / BUILD ENV change as the steps go.
+import { expandEnvValue } from '../layerfile/index.js';
+import type { Instruction } from '../layerfile/types.js';
+import type { CommitInfo } from '../source/git.js';
+
+export interface RunIdentity {
+  jobId: string;
+  runnerId: string;
+  repositoryName: string;
+  retryIndex: number;
+  commit: CommitInfo | null;
+  split?: { index: number; count: number; unordered: boolean } | undefined;
+  exposeWebsiteHost?: string | undefined;
+}
+
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Variables strata sets in every step. Not part of any definition key unless BUILD ENV names them. */
+export function baseStepEnv(identity: RunIdentity): Record<string, string> {
+  const commit = identity.commit;
+  const env: Record<string, string> = {
+    PATH: DEFAULT_PATH,
+    CI: 'true',
+    IS_CI_MACHINE: 'true',
+    CI_MACHINE: 'true',
+    IN_CI_MACHINE: 'true',
+    IN_CI: 'true',
+    DEBIAN_FRONTEND: 'noninteractive',
+    GIT_BRANCH: commit?.branch ?? '',
+    GIT_COMMIT: commit?.commit ?? '',
+    GIT_SHORT_COMMIT: commit?.commit.slice(0, 12) ?? '',
+    GIT_TAG: commit?.tag ?? '',
+    GIT_COMMIT_TITLE: commit?.title ?? '',
+    JOB_ID: identity.jobId,
+    RUNNER_ID: identity.runnerId,
+    RETRY_INDEX: String(identity.retryIndex),
+    REPOSITORY_NAME: identity.repositoryName,
+    EXPOSE_WEBSITE_HOST: identity.exposeWebsiteHost ?? '',
+  };
+  if (identity.split) {
+    env.SPLIT_NUM = String(identity.split.count);
+    if (!identity.split.unordered) env.SPLIT = String(identity.split.index);
+  }
+  return env;
+}
+
+/** What the steps so far changed about how later steps run. Inherited by child Layerfiles. */
+export interface ExecState {
+  /** Variables set by ENV (on top of the base step environment). */
+  env: Record<string, string>;
+  workdir: string;
+  user: string;
+  setupFiles: string[];
+}
+
+export const initialExecState = (): ExecState => ({ env: {}, workdir: '/root', user: 'root', setupFiles: [] });
+
+/** The environment a RUN sees: base variables, then ENV values, HOME for the user. */
+export function execEnv(base: Record<string, string>, state: ExecState): Record<string, string> {
+  const home = state.user === 'root' ? '/root' : `/home/${state.user}`;
+  return { HOME: home, USER: state.user, ...base, ...state.env };
+}
+
+/** Applies a metadata instruction (ENV, WORKDIR, USER, SETUP FILE) to the state; others leave it as is. */
+export function applyToState(state: ExecState, instruction: Instruction, base: Record<string, string>): ExecState {
+  switch (instruction.kind) {
+    case 'env': {
+      const env = { ...state.env };
+      for (const { name, raw } of instruction.vars) {
+        env[name] = expandEnvValue(raw, (n) => env[n] ?? base[n]);
+      }
+      return { ...state, env };
+    }
+    case 'workdir': {
+      // The parser already removed quotes from the directory: expand variables only.
+      const dir = instruction.dir.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_m, braced?: string, bare?: string) => {
+        const name = (braced ?? bare) as string;
+        return state.env[name] ?? base[name] ?? '';
+      });
+      return { ...state, workdir: resolveWorkdir(state.workdir, dir) };
+    }
+    case 'user':
+      return { ...state, user: instruction.name };
+    case 'setupFile':
+      return { ...state, setupFiles: [...state.setupFiles, ...instruction.paths.map((p) => resolveWorkdir(state.workdir, p))] };
+    default:
+      return state;
+  }
+}
+
+function resolveWorkdir(current: string, dir: string): string {
+  const joined = dir.startsWith('/') ? dir : `${current}/${dir}`;
+  const parts: string[] = [];
+  for (const part of joined.split('/')) {
+    if (!part || part === '.') continue;
+    if (part === '..') parts.pop();
+    else parts.push(part);
+  }
+  return '/' + parts.join('/');
+}
+
+/** The shell text a RUN executes: SETUP FILEs sourced first, then the command. */
+export function runScript(command: string, state: ExecState): string {
+  if (state.setupFiles.length === 0) return command;
+  const sources = state.setupFiles.map((f) => `. ${shellQuote(f)}`).join(' && ');
+  return `${sources} && ${command}`;
+}
+
+export function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** SKIP REMAINING IF: do all conditions hold against the environment? */
+export function skipConditionsHold(instruction: Extract<Instruction, { kind: 'skipRemainingIf' }>, env: Record<string, string>): boolean {
+  return instruction.conditions.every(({ name, op, value }) => {
+    const actual = env[name] ?? '';
+    switch (op) {
+      case '=':
+        return actual === value;
+      case '!=':
+        return actual !== value;
+      case '=~':
+        return new RegExp(value).test(actual);
+      case '!=~':
+        return !new RegExp(value).test(actual);
+    }
+  });
+}

@@ -1,0 +1,52 @@
+// The seed example of MISSION.md end to end on a real git repo, real machines and real snapshots:
+// edit an unrelated file -> nothing runs; edit file2 -> only the last RUN; edit file1 -> the last two;
+// edit the Layerfile's last line -> only the last step.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { requireRoot } from '../helpers/env.js';
+import { createGitRepo, createTestEngine } from '../helpers/engine.js';
+
+const LAYERFILE = `FROM vm/debian:12
+COPY . .
+RUN sleep 0.2 && cat file1
+RUN sleep 0.2 && cat file2
+`;
+
+test('seed example: only the steps whose reads changed rerun', { timeout: 600_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, { Layerfile: LAYERFILE, file1: 'one\n', file2: 'two\n', other: 'unrelated\n' });
+  const runner = 'main-layerfile';
+
+  const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(first.result.status, 'success');
+  assert.deepEqual(first.ran, [`${runner}#0`, `${runner}#1`, `${runner}#2`]);
+  assert.equal(first.output.get(`${runner}#1`), 'one\n');
+  assert.equal(first.output.get(`${runner}#2`), 'two\n');
+
+  repo.commit('edit an unrelated file', { other: 'changed\n' });
+  const unrelated = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(unrelated.result.status, 'success');
+  assert.deepEqual(unrelated.ran, [], 'nothing reruns when no step read the changed file');
+
+  repo.commit('edit file2', { file2: 'two v2\n' });
+  const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.deepEqual(second.ran, [`${runner}#2`]);
+  assert.equal(second.output.get(`${runner}#2`), 'two v2\n', 'the rerun step sees the new content');
+  assert.match(second.steps.find((s) => s.step === 2)?.message ?? '', /file2/);
+
+  repo.commit('edit file1', { file1: 'one v2\n' });
+  const third = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.deepEqual(third.ran, [`${runner}#1`, `${runner}#2`]);
+  assert.equal(third.output.get(`${runner}#1`), 'one v2\n');
+  assert.equal(third.output.get(`${runner}#2`), 'two v2\n', 'file2 keeps its re-applied content');
+
+  repo.commit('edit the last line', { Layerfile: LAYERFILE.replace('cat file2', 'cat file2 && echo edited') });
+  const fourth = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.deepEqual(fourth.ran, [`${runner}#2`]);
+  assert.equal(fourth.output.get(`${runner}#2`), 'two v2\nedited\n');
+
+  repo.commit('comment only', { Layerfile: '# a comment\n' + LAYERFILE.replace('cat file2', 'cat file2 && echo edited') });
+  const fifth = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.deepEqual(fifth.ran, [], 'a comment-only edit reruns nothing');
+});
