@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { commitInfo, diffTrees, exportTree, pathState, workingTreeId } from '../../src/source/git.js';
+import { commitInfo, diffTrees, exportTree, pathState, readLayerfilesFromTree, workingTreeId } from '../../src/source/git.js';
 
 function makeRepo(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'strata-git-'));
@@ -96,4 +96,19 @@ test('exportTree writes a tree or a subdirectory with modes and symlinks', async
   t.after(() => rmSync(sub, { recursive: true, force: true }));
   await exportTree(dir, tree, 'a', sub);
   assert.equal(readFileSync(join(sub, 'b/f'), 'utf8'), 'x\n');
+});
+
+test('readLayerfilesFromTree finds every Layerfile in the tree, not ignored or node_modules ones', async (t) => {
+  const dir = makeRepo(t);
+  mkdirSync(join(dir, 'svc/api'), { recursive: true });
+  mkdirSync(join(dir, 'node_modules/pkg'), { recursive: true });
+  writeFileSync(join(dir, 'Layerfile'), 'FROM vm/debian:12\n');
+  writeFileSync(join(dir, 'svc/api/Layerfile'), 'FROM ../..\n');
+  writeFileSync(join(dir, 'svc/layerfile'), 'not me: case matters\n');
+  writeFileSync(join(dir, 'node_modules/pkg/Layerfile'), 'FROM vm/debian:12\n');
+  const found = await readLayerfilesFromTree(dir, await workingTreeId(dir));
+  assert.deepEqual(found, [
+    { path: 'Layerfile', text: 'FROM vm/debian:12\n' },
+    { path: 'svc/api/Layerfile', text: 'FROM ../..\n' },
+  ]);
 });
