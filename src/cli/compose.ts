@@ -1,6 +1,7 @@
 // The composition file of the CLI: the one place that picks the real implementations (btrfs snapshot
 // store, runc sandbox, FUSE tracer, SQLite) and wires them into the engine.
 import { createHash } from 'node:crypto';
+import { rmdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -42,7 +43,8 @@ export async function openEngine(options: { store?: string | undefined; reporter
     // Machines are named after the store, so reaping leftovers of a crashed run never touches the
     // machines of another store's run on the same host.
     const storeTag = createHash('sha256').update(paths.root).digest('hex').slice(0, 8);
-    const runc = createRuncSandbox({ prefix: `strata-${storeTag}-`, stateRoot: join('/run/strata', storeTag) });
+    const stateRoot = join('/run/strata', storeTag);
+    const runc = createRuncSandbox({ prefix: `strata-${storeTag}-`, stateRoot });
     await runc.reapLeftovers();
     const sandbox = adaptSandbox(runc);
     const images: EngineImages = {
@@ -68,6 +70,8 @@ export async function openEngine(options: { store?: string | undefined; reporter
       async close() {
         openedDb.close();
         await snapshots.close();
+        // The sandbox's state dirs are empty once every machine is destroyed; leave nothing behind.
+        for (const dir of [join(stateRoot, 'machines'), join(stateRoot, 'runc'), stateRoot]) await rmdir(dir).catch(() => {});
       },
     };
   } catch (error) {

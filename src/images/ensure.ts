@@ -87,14 +87,7 @@ async function ensureImageIn(
 
   if (await store.has(name)) return { image, snapshot: name, recipeHash: hash, source: 'store' };
 
-  const cacheDir = options.cacheDir ?? process.env.STRATA_IMAGE_CACHE ?? defaultImageCacheDir;
-  const tarPath = join(cacheDir, `${hash}.tar`);
-  let source: EnsuredImage['source'] = 'cache';
-  if (await exists(tarPath)) {
-    progress('cached', `using cached ${tarPath}`);
-  } else {
-    source = await buildCachedTar({ image, recipe, tablePath, cacheDir, tarPath, progress, ...options });
-  }
+  const { tarPath, source } = await cachedTarFor(image, recipe, hash, tablePath, options);
 
   progress('extract', `extracting into snapshot ${name}`);
   const buildKey = snapshotKey(`image-build.${hash.slice(0, 16)}.${randomBytes(4).toString('hex')}`);
@@ -117,6 +110,36 @@ async function ensureImageIn(
     await store.remove(buildKey);
   }
   return { image, snapshot: name, recipeHash: hash, source };
+}
+
+/** The host cache's tarball of an image's root filesystem, built first if absent. */
+async function cachedTarFor(
+  image: string,
+  recipe: ImageRecipe,
+  hash: string,
+  tablePath: string,
+  options: EnsureImageOptions,
+): Promise<{ tarPath: string; source: 'cache' | 'built' }> {
+  const progress = (phase: ImageProgressPhase, message: string): void => options.onProgress?.({ image, phase, message });
+  const cacheDir = options.cacheDir ?? process.env.STRATA_IMAGE_CACHE ?? defaultImageCacheDir;
+  const tarPath = join(cacheDir, `${hash}.tar`);
+  if (await exists(tarPath)) {
+    progress('cached', `using cached ${tarPath}`);
+    return { tarPath, source: 'cache' };
+  }
+  return { tarPath, source: await buildCachedTar({ image, recipe, tablePath, cacheDir, tarPath, progress, ...options }) };
+}
+
+/**
+ * The host cache's tarball of `image` (built from its recipe if absent), for callers that need the root
+ * filesystem without a snapshot store — e.g. tests that lay an overlay over one extracted copy.
+ */
+export async function ensureImageTar(image: string, options: EnsureImageOptions = {}): Promise<{ tarPath: string; recipeHash: string }> {
+  const tablePath = imageTablePath(options.tablePath);
+  const recipe = findRecipe(await loadImageTable(tablePath), image);
+  const hash = recipeHash(recipe);
+  const { tarPath } = await cachedTarFor(image, recipe, hash, tablePath, options);
+  return { tarPath, recipeHash: hash };
 }
 
 async function exists(path: string): Promise<boolean> {

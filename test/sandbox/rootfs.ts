@@ -1,32 +1,25 @@
-// A Debian rootfs for sandbox tests, built once per host with mmdebstrap (~30 s) into
-// /var/cache/strata/dev-rootfs.tar and extracted once next to it. Each test gets its own writable
-// copy as an overlay mount over that pristine tree (instant, where a full copy takes seconds), removed
-// after the test. Swap for the images module's ensureImage() once it lands.
+// A Debian rootfs for sandbox tests: the vm/debian:12 image from the images module's host cache
+// (built once per host), extracted once next to it. Each test gets its own writable copy as an overlay
+// mount over that pristine tree (instant, where a full copy takes seconds), removed after the test.
 import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { ensureImageTar } from '../../src/images/ensure.js';
 import { exec, execOrThrow } from '../../src/util/exec.js';
 
-const cacheDir = '/var/cache/strata';
-export const devRootfsTar = join(cacheDir, 'dev-rootfs.tar');
-const pristineDir = join(cacheDir, 'dev-rootfs.d');
-const lockFile = join(cacheDir, 'dev-rootfs.lock');
-
-/** Builds the tarball and its extracted tree unless present; concurrent test processes serialize on a flock. */
+/** Extracts the cached image tarball once per recipe; concurrent test processes serialize on a flock. */
 export async function ensureDevRootfs(): Promise<string> {
+  const { tarPath, recipeHash } = await ensureImageTar('vm/debian:12');
+  const pristineDir = join(dirname(tarPath), `${recipeHash}.rootfs`);
   if (existsSync(pristineDir)) return pristineDir;
-  mkdirSync(cacheDir, { recursive: true });
-  const build = [
-    `if ! test -f ${devRootfsTar}; then rm -f ${devRootfsTar}.tmp`,
-    `mmdebstrap --variant=minbase --include=ca-certificates,procps,iproute2 --format=tar bookworm ${devRootfsTar}.tmp http://deb.debian.org/debian`,
-    `mv ${devRootfsTar}.tmp ${devRootfsTar}; fi`,
+  const extract = [
     `if ! test -d ${pristineDir}; then rm -rf ${pristineDir}.tmp && mkdir ${pristineDir}.tmp`,
-    `tar -C ${pristineDir}.tmp -xf ${devRootfsTar}`,
+    `tar -C ${pristineDir}.tmp --numeric-owner --same-owner --preserve-permissions -xf ${tarPath}`,
     `mv ${pristineDir}.tmp ${pristineDir}; fi`,
   ].join(' && ');
-  await execOrThrow('flock', [lockFile, 'sh', '-c', build], { timeoutMs: 10 * 60_000 });
+  await execOrThrow('flock', [`${pristineDir}.lock`, 'sh', '-c', extract], { timeoutMs: 10 * 60_000 });
   return pristineDir;
 }
 
