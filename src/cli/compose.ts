@@ -1,7 +1,7 @@
 // The composition file of the CLI: the one place that picks the real implementations (btrfs snapshot
 // store, runc sandbox, FUSE tracer, SQLite) and wires them into the engine.
 import { createHash } from 'node:crypto';
-import { rmdir } from 'node:fs/promises';
+import { mkdir, rmdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -12,6 +12,7 @@ import type { Sandbox } from '../sandbox/types.js';
 import type { SnapshotStore } from '../snapshot/types.js';
 import { openDatabase, type Db } from '../store/database.js';
 import { createCacheIndex } from '../store/cacheIndex.js';
+import { lockStore } from '../store/lock.js';
 import { createRunLog } from '../store/runs.js';
 
 export interface StorePaths {
@@ -36,7 +37,17 @@ export async function openEngine(options: { store?: string | undefined; reporter
   const { openBtrfsStore } = await import('../snapshot/btrfs.js');
   const { createRuncSandbox } = await import('../sandbox/runc/index.js');
   const { FuseRecorder } = await import('../trace/fuse.js');
-  const snapshots: SnapshotStore = await openBtrfsStore({ root: paths.snapshots });
+  await mkdir(paths.root, { recursive: true });
+  const lock = await lockStore(paths.root, {
+    onWait: (pid) => process.stderr.write(`strata: waiting for process ${pid}, which is using the store ${paths.root}\n`),
+  });
+  let snapshots: SnapshotStore;
+  try {
+    snapshots = await openBtrfsStore({ root: paths.snapshots });
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
   let db: Db | undefined;
   try {
     db = openDatabase(paths.database);
@@ -46,6 +57,8 @@ export async function openEngine(options: { store?: string | undefined; reporter
     const stateRoot = join('/run/strata', storeTag);
     const runc = createRuncSandbox({ prefix: `strata-${storeTag}-`, stateRoot });
     await runc.reapLeftovers();
+    const cacheIndex = createCacheIndex(db);
+    await removeOrphanSnapshots(snapshots, cacheIndex.referencedSnapshots());
     const sandbox = adaptSandbox(runc);
     const images: EngineImages = {
       async ensure(name, onProgress) {
@@ -58,7 +71,7 @@ export async function openEngine(options: { store?: string | undefined; reporter
       sandbox,
       tracer: new FuseRecorder(),
       images,
-      cacheIndex: createCacheIndex(db),
+      cacheIndex,
       runLog: createRunLog(db),
       reporter: options.reporter,
       parallelism: Math.max(1, availableParallelism()),
@@ -72,12 +85,26 @@ export async function openEngine(options: { store?: string | undefined; reporter
         await snapshots.close();
         // The sandbox's state dirs are empty once every machine is destroyed; leave nothing behind.
         for (const dir of [join(stateRoot, 'machines'), join(stateRoot, 'runc'), stateRoot]) await rmdir(dir).catch(() => {});
+        await lock.release();
       },
     };
   } catch (error) {
     db?.close();
     await snapshots.close();
+    await lock.release();
     throw error;
+  }
+}
+
+/**
+ * With the store locked, every active snapshot is a leftover of a crashed run (machines are gone), and
+ * a committed snapshot no chain names was committed by a run that crashed before its index row was
+ * written (snapshot first, index second). Base images are kept: they are named by recipe, not indexed.
+ */
+async function removeOrphanSnapshots(snapshots: SnapshotStore, referenced: Set<string>): Promise<void> {
+  for (const info of await snapshots.list()) {
+    const orphan = info.kind === 'active' || (!referenced.has(info.id) && !info.id.startsWith('image.'));
+    if (orphan) await snapshots.remove(info.id);
   }
 }
 

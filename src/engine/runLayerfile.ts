@@ -134,13 +134,16 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   const chains = ctx.noCache || steps.length === 0 ? [] : deps.cacheIndex.candidates(ctx.repo, runner, steps[0]!.definitionKey);
   const candidates = await Promise.all(
     chains.map(async (record) => {
+      // A snapshot the index names but the store lost (removed by hand, a damaged store) is simply
+      // not restorable; the planner then restores an earlier one or starts fresh.
+      const present = await Promise.all(record.steps.map((s) => (s.snapshot === null ? false : deps.snapshots.has(s.snapshot as SnapshotName))));
       const chain: CachedChain = {
         chainId: record.id,
         sourceTreeId: record.tree,
         complete: record.complete,
-        steps: record.steps.map((s) => ({
+        steps: record.steps.map((s, i) => ({
           definitionKey: s.definitionKey,
-          snapshot: s.snapshot as SnapshotName | null,
+          snapshot: present[i] ? (s.snapshot as SnapshotName) : null,
           trace: s.trace,
           copies: s.copies,
           repeatable: s.repeatable,

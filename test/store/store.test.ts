@@ -62,3 +62,28 @@ test('run log records runners and steps with reasons and returns the last run', 
   assert.equal(log.getRun('r1')?.status, 'running');
   assert.equal(log.lastRun('/other'), undefined);
 });
+
+test('store lock: exclusive while held, released, and a dead holder is taken over', async (t) => {
+  const { lockStore } = await import('../../src/store/lock.js');
+  const { writeFileSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'strata-lock-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const first = await lockStore(dir);
+  await assert.rejects(lockStore(dir, { waitMs: 300 }), /already holds the lock/);
+  await first.release();
+  // A live holder (another process) makes a taker wait, then give up with its pid in the message.
+  const { spawn } = await import('node:child_process');
+  const holder = spawn('sleep', ['30']);
+  t.after(() => holder.kill());
+  writeFileSync(join(dir, 'lock'), String(holder.pid));
+  let waitedFor = 0;
+  await assert.rejects(lockStore(dir, { waitMs: 300, onWait: (pid) => (waitedFor = pid) }), new RegExp(`in use by process ${holder.pid}`));
+  assert.equal(waitedFor, holder.pid);
+  holder.kill();
+  await new Promise((resolve) => holder.once('exit', resolve));
+  const second = await lockStore(dir, { waitMs: 1000 });
+  await second.release();
+  writeFileSync(join(dir, 'lock'), '999999999'); // no such process
+  const third = await lockStore(dir, { waitMs: 300 });
+  await third.release();
+});
