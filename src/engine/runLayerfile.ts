@@ -212,8 +212,21 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached };
   };
 
+  // Every BUTTON of the Layerfile asks for approval in every run, cached steps or not. Without a way
+  // to ask (the CLI has none yet), the run stops at the first one unless --accept-buttons was given.
+  const requireApproval = (button: Extract<Instruction, { kind: 'button' }>): void => {
+    if (ctx.acceptButtons) return;
+    throw new StrataError('STRATA_ENGINE', `${node.path}:${button.range.line}: BUTTON "${button.message}" needs approval`, {
+      hint: 'run with --accept-buttons to approve every BUTTON of this run',
+    });
+  };
+
   // Nothing left to run: the (re-applied) restore point is the final state.
   if (firstToRun >= steps.length) {
+    for (const instruction of instructions) {
+      if (instruction.kind === 'skipRemainingIf' && skipConditionsHold(instruction, execEnv(baseEnv, state))) break;
+      if (instruction.kind === 'button') requireApproval(instruction);
+    }
     if (activeKey) await deps.snapshots.remove(activeKey);
     deps.cacheIndex.completeChain(chainId);
     return finish('success', 0);
@@ -241,6 +254,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     for (let i = 0; i < instructionCursor && !skipRest; i++) {
       const instruction = instructions[i] as Instruction;
       if (instruction.kind === 'skipRemainingIf' && skipConditionsHold(instruction, execEnv(baseEnv, state))) skipRest = true;
+      if (instruction.kind === 'button') requireApproval(instruction);
     }
     let snapshotsEnabled = instructions.slice(0, instructionCursor).reduce((on, i) => (i.kind === 'checkpoint' ? i.mode !== 'disabled' : on), true);
 
@@ -250,11 +264,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         const between = instructions[instructionCursor] as Instruction;
         if (between.kind === 'skipRemainingIf' && skipConditionsHold(between, execEnv(baseEnv, state))) skipRest = true;
         if (between.kind === 'checkpoint') snapshotsEnabled = between.mode !== 'disabled';
-        if (between.kind === 'button' && !ctx.acceptButtons) {
-          throw new StrataError('STRATA_ENGINE', `${node.path}:${between.range.line}: BUTTON "${between.message}" needs approval`, {
-            hint: 'run with --accept-buttons to approve every BUTTON of this run',
-          });
-        }
+        if (between.kind === 'button') requireApproval(between);
       }
       instructionCursor = s.instructionIndex + 1;
       if (skipRest) {
@@ -354,6 +364,11 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       }
     }
     if (!skipRest) deps.cacheIndex.completeChain(chainId);
+    // Instructions after the last step (a final BUTTON, SKIP REMAINING IF, EXPOSE ...).
+    for (const trailing of instructions.slice(instructionCursor)) {
+      if (trailing.kind === 'skipRemainingIf' && skipConditionsHold(trailing, execEnv(baseEnv, state))) skipRest = true;
+      if (trailing.kind === 'button' && !skipRest) requireApproval(trailing);
+    }
     return finish('success', stepsRan);
   } finally {
     for (const { session } of sessions) await session.detach().catch(() => {});

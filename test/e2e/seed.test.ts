@@ -50,3 +50,17 @@ test('seed example: only the steps whose reads changed rerun', { timeout: 600_00
   const fifth = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.deepEqual(fifth.ran, [], 'a comment-only edit reruns nothing');
 });
+
+test('a BUTTON stops the run without --accept-buttons, cached or not, and passes with it', { timeout: 300_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN echo before\nBUTTON deploy?\nRUN echo after\n' });
+  const refused = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(refused.result.status, 'error');
+  assert.deepEqual(refused.ran, ['main-layerfile#0'], 'the step before the BUTTON ran, the one after did not');
+  const accepted = await engine.run({ repoDir: repo.dir, commit: 'HEAD', acceptButtons: true });
+  assert.equal(accepted.result.status, 'success');
+  assert.deepEqual(accepted.ran, ['main-layerfile#1']);
+  const again = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(again.result.status, 'error', 'a fully cached run still needs the approval');
+});
