@@ -283,9 +283,18 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       let outcome: { trace: StepTrace | null; failure: string | null } = { trace: emptyStepTrace(), failure: null };
       let stepCopies: CopyRecord[] = [];
       const instruction = s.instruction;
+      // Steps that change the machine end with it frozen: the trace is collected and the snapshot
+      // taken while nothing inside can run, so whatever a background process does after the step's
+      // command ended is either in this step's trace and snapshot or in the next step's, never split.
+      let frozen = false;
+      const freeze = async (): Promise<void> => {
+        await (machine as EngineMachine).freeze();
+        frozen = true;
+      };
       const runInMachine = async (command: string, as: ExecState): Promise<typeof outcome> => {
         await Promise.all(sessions.map((t) => t.session.beginStep(s.step)));
         const result = await (machine as EngineMachine).exec({ command: runScript(command, as), env: execEnv(baseEnv, as), workdir: as.workdir, user: as.user, onOutput: output });
+        await freeze();
         const traces = await Promise.all(sessions.map((t) => t.session.endStep()));
         return { trace: mergeTraces(traces), failure: result.exitCode === 0 ? null : describeFailure(result) };
       };
@@ -295,12 +304,10 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
           outcome = await runInMachine(instruction.command, state);
           break;
         case 'copy': {
-          await machine.freeze();
-          try {
-            stepCopies = await copyIntoMachine({ repoDir: ctx.repoDir, tree: ctx.tree, rootfs, layerfilePath: node.path, sources: instruction.sources, dest: instruction.dest, workdir: state.workdir });
-          } finally {
-            await machine.thaw();
-          }
+          // Written from the host into the machine's root (resolved like the machine would), frozen so
+          // nothing inside races the writes. Not traced: the copy is described by its records.
+          await freeze();
+          stepCopies = await copyIntoMachine({ repoDir: ctx.repoDir, tree: ctx.tree, rootfs, layerfilePath: node.path, sources: instruction.sources, dest: instruction.dest, workdir: state.workdir });
           await traceCopies(stepCopies);
           copies.push(...stepCopies);
           break;
@@ -333,16 +340,13 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         stateId = randomUUID();
         if (snapshotsEnabled || failure || s.step === steps.length - 1) {
           snapshot = newName(failure ? `failed-${s.step}` : `${s.step}`);
-          await machine.freeze();
-          try {
-            await deps.snapshots.commit(activeKey, snapshot);
-          } finally {
-            await machine.thaw();
-          }
+          if (!frozen) await freeze();
+          await deps.snapshots.commit(activeKey, snapshot);
         }
       } else {
         stateId = `${stateId}+${s.definitionKey}`;
       }
+      if (frozen) await machine.thaw();
       const record: ChainStepRecord = {
         index: s.step,
         definitionKey: s.definitionKey,

@@ -64,3 +64,18 @@ test('a BUTTON stops the run without --accept-buttons, cached or not, and passes
   const again = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.equal(again.result.status, 'error', 'a fully cached run still needs the approval');
 });
+
+test('a COPY over a file an earlier step read: later steps see the new content, not a cached page', { timeout: 300_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  // Same size on purpose: only the content differs.
+  const repo = createGitRepo(t, {
+    Layerfile: 'FROM vm/debian:12\nCOPY a.txt /root/app/x\nRUN cat /root/app/x\nCOPY b.txt /root/app/x\nRUN cat /root/app/x\n',
+    'a.txt': 'aaaa\n',
+    'b.txt': 'bbbb\n',
+  });
+  const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(run.result.status, 'success');
+  assert.equal(run.output.get('main-layerfile#1'), 'aaaa\n');
+  assert.equal(run.output.get('main-layerfile#3'), 'bbbb\n');
+});
