@@ -49,6 +49,8 @@ export class TerminalReporter implements Reporter {
   private readonly update: ReturnType<typeof createLogUpdate> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private frame = 0;
+  /** Once the run ended the live block is final: later lines go below it. */
+  private finished = false;
 
   constructor(options: TerminalReporterOptions) {
     this.stream = options.stream;
@@ -116,6 +118,7 @@ export class TerminalReporter implements Reporter {
     if (this.live) {
       this.render();
       this.update?.done();
+      this.finished = true;
     }
     for (const [name, runner] of this.runners) {
       const failed = runner.steps.find((s) => s.status === 'failed');
@@ -130,7 +133,7 @@ export class TerminalReporter implements Reporter {
   }
 
   private print(line: string): void {
-    if (this.live && this.update) {
+    if (this.live && this.update && !this.finished) {
       this.update.clear();
       this.stream.write(line + '\n');
       this.render();
