@@ -259,7 +259,10 @@ export function analyzeChain(
         path: null,
         machinePath: null,
         stepThatObserved: step,
-        message: `Layerfile changed at step ${step + 1} (line ${wanted.line}: ${wanted.text})`,
+        message:
+          wanted.kind === 'buildEnv' || wanted.kind === 'secretEnv'
+            ? `Layerfile or the values it names changed at step ${step + 1} (line ${wanted.line}: ${wanted.text})`
+            : `Layerfile changed at step ${step + 1} (line ${wanted.line}: ${wanted.text})`,
       });
     }
     if (!cached.succeeded) return noCache(step, `step ${step + 1} (line ${wanted.line}) failed in the cached run ${chain.chainId}`);
