@@ -18,6 +18,7 @@ const SUITES: Suite[] = [
   { name: 'snapshot', load: async () => (await import('./snapshot.js')).benchSnapshot },
   { name: 'sandbox', load: async () => (await import('./sandbox.js')).benchSandbox },
   { name: 'trace', load: async () => (await import('./trace.js')).benchTrace },
+  { name: 'trace-real', load: async () => (await import('./trace-real.js')).benchTraceReal },
   { name: 'engine', load: async () => (await import('./engine.js')).benchEngine },
 ];
 

@@ -48,4 +48,12 @@ if [ -f native/Makefile ]; then
 fi
 
 npm run -s build
+
+# The vm/debian:12 base image, built once per host from Debian's archive (~30 s) into the host cache,
+# so the first run and the tests do not each wait for it.
+node --input-type=module -e "
+  const { ensureImageTar } = await import('./dist/images/ensure.js');
+  const { tarPath } = await ensureImageTar('vm/debian:12', { onProgress: (p) => console.log('strata install: ' + p.image + ': ' + p.message) });
+  console.log('strata install: base image vm/debian:12 ready (' + tarPath + ')');
+"
 echo "strata install: ok"
