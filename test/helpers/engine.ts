@@ -37,17 +37,19 @@ export async function createTestEngine(t: TestContext): Promise<TestEngine> {
       current.output.set(key, (current.output.get(key) ?? '') + e.data);
     },
   };
-  const engine = await openEngine({ store, reporter });
+  let engine: Engine | undefined;
   t.after(async () => {
-    await engine.close().catch(() => {});
+    await engine?.close().catch(() => {});
     rmSync(store, { recursive: true, force: true });
   });
+  engine = await openEngine({ store, reporter });
+  const opened = engine;
   return {
-    engine,
+    engine: opened,
     store,
     async run(options) {
       current = { steps: new Map(), output: new Map() };
-      const result = await runRepository(options, engine.deps);
+      const result = await runRepository(options, opened.deps);
       const steps = [...current.steps.values()].sort((a, b) => a.runner.localeCompare(b.runner) || a.step - b.step);
       const ran = steps.filter((s) => s.status === 'done' || s.status === 'failed' || s.status === 'running').map((s) => `${s.runner}#${s.step}`);
       return { result, steps, output: current.output, ran };
