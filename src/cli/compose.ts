@@ -5,10 +5,10 @@ import { mkdir, rmdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import type { EngineDeps, EngineImages, EngineMachine, EngineSandbox } from '../engine/ports.js';
+import type { EngineDeps, EngineImages, EngineMachine, EngineSandbox, StepExecResult } from '../engine/ports.js';
 import type { Reporter } from '../engine/reporter.js';
 import { ensureImage } from '../images/ensure.js';
-import type { Sandbox } from '../sandbox/types.js';
+import type { ExecOutcome, Sandbox } from '../sandbox/types.js';
 import type { SnapshotStore } from '../snapshot/types.js';
 import { openDatabase, type Db } from '../store/database.js';
 import { createCacheIndex } from '../store/cacheIndex.js';
@@ -108,6 +108,10 @@ async function removeOrphanSnapshots(snapshots: SnapshotStore, referenced: Set<s
   }
 }
 
+function stepResult(outcome: ExecOutcome): StepExecResult {
+  return { exitCode: outcome.exitCode, signal: outcome.signal, durationMs: outcome.durationMs, timedOut: outcome.timedOut, oomKilled: outcome.oomKilled };
+}
+
 /** The runc sandbox as the engine's narrow machine port: outbound network, output decoded as UTF-8. */
 function adaptSandbox(sandbox: Sandbox): EngineSandbox {
   return {
@@ -138,7 +142,27 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
             const rest = decoders[stream].end();
             if (rest) exec.onOutput(stream, rest);
           }
-          return { exitCode: outcome.exitCode, signal: outcome.signal, durationMs: outcome.durationMs, timedOut: outcome.timedOut, oomKilled: outcome.oomKilled };
+          return stepResult(outcome);
+        },
+        async startBackground(request) {
+          const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+          const background = await machine.startBackground({
+            command: request.command,
+            env: request.env,
+            workdir: request.workdir,
+            user: request.user,
+            onOutput: (chunk) => {
+              const text = decoders[chunk.stream].write(chunk.data);
+              if (text) request.onOutput(chunk.stream, text);
+            },
+          });
+          return {
+            exitedWithin: async (ms) => {
+              const outcome = await background.exitedWithin(ms);
+              return outcome === undefined ? undefined : stepResult(outcome);
+            },
+            kill: () => background.kill(),
+          };
         },
         freeze: () => machine.freeze(),
         thaw: () => machine.thaw(),

@@ -15,6 +15,14 @@ export interface StepExecResult {
   oomKilled: boolean;
 }
 
+/** A process started by RUN BACKGROUND; it runs until it ends or the machine is destroyed. */
+export interface EngineBackgroundProcess {
+  /** How it ended if it ended within `ms`, else undefined (RUN BACKGROUND's ~2 s check). */
+  exitedWithin(ms: number): Promise<StepExecResult | undefined>;
+  /** Kills it and everything it started. */
+  kill(): Promise<void>;
+}
+
 export interface EngineMachine {
   /** A process inside the machine (its mount namespace is where tracers mount). */
   readonly pid: number;
@@ -26,6 +34,14 @@ export interface EngineMachine {
     onOutput: (stream: OutputStream, data: string) => void;
     signal?: AbortSignal | undefined;
   }): Promise<StepExecResult>;
+  /** Starts `command` (bash) and returns at once; its output keeps flowing to `onOutput` while it runs. */
+  startBackground(request: {
+    command: string;
+    env: Record<string, string>;
+    workdir: string;
+    user: string;
+    onOutput: (stream: OutputStream, data: string) => void;
+  }): Promise<EngineBackgroundProcess>;
   freeze(): Promise<void>;
   thaw(): Promise<void>;
   destroy(): Promise<void>;

@@ -13,11 +13,11 @@ import { plan as planRestore } from '../plan/planner.js';
 import type { CachedChain, CopyRecord, PlanStep, RestorePlan, StepExplanation as PlanExplanation } from '../plan/types.js';
 import { snapshotKey, snapshotName, type SnapshotKey, type SnapshotName } from '../snapshot/types.js';
 import { diffTrees, type CommitInfo, type TreeId } from '../source/git.js';
-import type { ChainStepRecord } from '../store/cacheIndex.js';
+import type { BackgroundCommand, ChainStepRecord } from '../store/cacheIndex.js';
 import { normalizeStepTrace, type TraceSession } from '../trace/recorder.js';
 import { emptyStepTrace, type StepTrace } from '../trace/types.js';
 import { copyIntoMachine, reapplyChanges } from './copy.js';
-import type { EngineDeps, EngineMachine } from './ports.js';
+import type { EngineDeps, EngineMachine, StepExecResult } from './ports.js';
 import type { StepExplanation } from './reporter.js';
 import { resolveInRoot } from './rootfs.js';
 import { applyToState, baseStepEnv, execEnv, initialExecState, runScript, shellQuote, skipConditionsHold, type ExecState } from './stepEnv.js';
@@ -35,6 +35,11 @@ export interface LayerfileOutcome {
   copies: CopyRecord[];
   stepsRan: number;
   stepsCached: number;
+  /**
+   * The RUN BACKGROUND commands running in the final state (inherited ones first), which a child
+   * re-launches. Absent only on outcomes that never ran (skipped, errored): no child starts from those.
+   */
+  background?: BackgroundCommand[] | undefined;
 }
 
 export interface RunContext {
@@ -56,6 +61,9 @@ interface StepEntry {
   definitionKey: string;
 }
 
+/** A RUN BACKGROUND command that exits non-zero within this long fails its step (or its re-launch). */
+const BACKGROUND_CHECK_MS = 2000;
+
 /** Directives the engine does not execute yet: refuse clearly rather than run them wrongly. */
 const NOT_YET: Partial<Record<Instruction['kind'], string>> = {
   clone: 'CLONE',
@@ -70,11 +78,12 @@ function explanationOf(explanation: PlanExplanation | undefined): StepExplanatio
   return { cached: false, message: explanation.cause.message, path: explanation.cause.path ?? undefined, kind: explanation.cause.kind };
 }
 
-function planSummary(restorePlan: RestorePlan, steps: StepEntry[]): string {
-  if (restorePlan.kind === 'fresh') return steps.length === 0 ? 'nothing to run' : `running all ${steps.length} step(s)`;
+function planSummary(restorePlan: RestorePlan, steps: StepEntry[], relaunching: number): string {
+  const relaunched = relaunching === 0 ? '' : `, re-launched ${relaunching} background process${relaunching === 1 ? '' : 'es'}`;
+  if (restorePlan.kind === 'fresh') return steps.length === 0 ? 'nothing to run' : `running all ${steps.length} step(s)${relaunched}`;
   if (restorePlan.firstRerun === null) return `all ${steps.length} step(s) cached`;
-  if (restorePlan.repeatableBase) return `restoring step ${restorePlan.afterStep + 1}'s previous state (REPEATABLE), rerunning from step ${restorePlan.firstRerun + 1}`;
-  return `restoring after step ${restorePlan.afterStep + 1}, rerunning from step ${restorePlan.firstRerun + 1}`;
+  if (restorePlan.repeatableBase) return `restoring step ${restorePlan.afterStep + 1}'s previous state (REPEATABLE), rerunning from step ${restorePlan.firstRerun + 1}${relaunched}`;
+  return `restoring after step ${restorePlan.afterStep + 1}, rerunning from step ${restorePlan.firstRerun + 1}${relaunched}`;
 }
 
 export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: LayerfileOutcome | null): Promise<LayerfileOutcome> {
@@ -84,8 +93,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
   for (const instruction of instructions) {
     const name = NOT_YET[instruction.kind];
-    if (name || (instruction.kind === 'run' && instruction.mode === 'background')) {
-      throw new StrataError('STRATA_ENGINE', `${node.path}:${instruction.range.line}: ${name ?? 'RUN BACKGROUND'} is not supported by this version of the engine yet`, {
+    if (name) {
+      throw new StrataError('STRATA_ENGINE', `${node.path}:${instruction.range.line}: ${name} is not supported by this version of the engine yet`, {
         hint: 'the directive parses and is checked by `strata check`; executing it is planned work',
       });
     }
@@ -96,6 +105,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   let parentIdentity: string;
   let startState: ExecState;
   let inheritedCopies: CopyRecord[];
+  let inheritedBackground: BackgroundCommand[];
   const from = instructions[0];
   if (from?.kind !== 'from') throw new StrataError('STRATA_INTERNAL', `${node.path} has no FROM`);
   if (from.source.type === 'image') {
@@ -106,6 +116,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     parentIdentity = imageIdentity(from.source.name, image.identity);
     startState = initialExecState();
     inheritedCopies = [];
+    inheritedBackground = [];
   } else {
     if (!parent || parent.status !== 'success' || !parent.finalSnapshot) {
       throw new StrataError('STRATA_INTERNAL', `${node.path} started without its parent's final state`);
@@ -114,6 +125,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     parentIdentity = layerfileIdentity(parent.finalStateId);
     startState = parent.execState;
     inheritedCopies = parent.copies;
+    inheritedBackground = parent.background ?? [];
   }
 
   const baseEnv = baseStepEnv({ jobId: ctx.runId, runnerId: runner, repositoryName: posix.basename(ctx.repo), retryIndex: 0, commit: ctx.commit });
@@ -156,12 +168,21 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   const restorePlan = planRestore({ steps: planSteps, candidates, inheritedCopies });
   const sourceChain = restorePlan.kind === 'restore' ? candidates.find((c) => c.chain.chainId === restorePlan.chainId)?.record : undefined;
 
-  deps.reporter.onRunnerStart?.({ runner, plan: planSummary(restorePlan, steps) });
-  deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'running', plan: planSummary(restorePlan, steps) });
-
   const firstToRun = restorePlan.kind === 'fresh' ? 0 : (restorePlan.firstRerun ?? steps.length);
   const restoredThrough = restorePlan.kind === 'restore' ? restorePlan.afterStep : -1;
   const carriedThrough = Math.min(restoredThrough, firstToRun - 1);
+
+  // The background commands that ran when the starting state was snapshotted (the restore point's, or
+  // the parent's final ones). A snapshot holds files, not processes: they are started again before
+  // the first step runs (ARCHITECTURE decision 3), and stay in the list of every later step.
+  const background: BackgroundCommand[] = [
+    ...(restorePlan.kind === 'restore' ? (sourceChain?.steps[restorePlan.afterStep]?.background ?? []) : inheritedBackground),
+  ];
+  const relaunching = firstToRun < steps.length ? background.length : 0;
+
+  const summary = planSummary(restorePlan, steps, relaunching);
+  deps.reporter.onRunnerStart?.({ runner, plan: summary });
+  deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'running', plan: summary });
 
   // Replay the metadata of the cached steps so later steps see the same ENV/WORKDIR/USER.
   let state = startState;
@@ -209,7 +230,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
   const finish = (status: LayerfileOutcome['status'], stepsRan: number, message?: string): LayerfileOutcome => {
     deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status });
-    return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached };
+    return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached, background };
   };
 
   // Every BUTTON of the Layerfile asks for approval in every run, cached steps or not. Without a way
@@ -243,11 +264,26 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   let stepsRan = 0;
   let skipRest = false;
   try {
+    const outputTo = (step: number) => (stream: 'stdout' | 'stderr', data: string): void =>
+      deps.reporter.onStepOutput?.({ runner, step, stream, data, timeMs: deps.now() });
     machine = await deps.sandbox.start({ id: `${ctx.runId}-${runnerToken(runner)}`, rootfs, hostname: hostnameFor(runner), memoryBytes: memory?.bytes });
     const traceCopies = async (records: CopyRecord[]): Promise<void> => {
       for (const record of records) await attachTracer(deps, machine as EngineMachine, sessions, record, rootfs);
     };
     await traceCopies(copies);
+
+    // Re-launch with the tracers attached: what the commands touch now counts for the first step
+    // that runs (a session attributes touches before a beginStep to that step).
+    const firstStep = steps[firstToRun] as StepEntry;
+    for (const command of background) {
+      const started = await machine.startBackground({ ...command, onOutput: outputTo(firstStep.step) });
+      const ended = await started.exitedWithin(BACKGROUND_CHECK_MS);
+      if (ended && ended.exitCode !== 0) {
+        throw new StrataError('STRATA_ENGINE', `${node.path}: re-launching background command \`${command.command}\` failed: it ${describeFailure(ended)} within ${BACKGROUND_CHECK_MS / 1000} s`, {
+          hint: 'the restored snapshot was taken while it ran; a command that cannot start again on its own files (stale pid or lock files) should clean them up first, or run with --no-cache',
+        });
+      }
+    }
 
     let instructionCursor = steps[firstToRun]!.instructionIndex;
     // Non-step instructions before the first rerun step still apply (SKIP REMAINING IF, BUTTON).
@@ -276,8 +312,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       const explanation = explanationOf(restorePlan.explanations[s.step]);
       deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'running', ...(explanation ? { explanation } : {}) });
       const started = deps.now();
-      const output = (stream: 'stdout' | 'stderr', data: string): void =>
-        deps.reporter.onStepOutput?.({ runner, step: s.step, stream, data, timeMs: deps.now() });
+      // A background process keeps writing to its step's log after the step ended.
+      const output = outputTo(s.step);
 
       // A step that does not run in the machine observes nothing there.
       let outcome: { trace: StepTrace | null; failure: string | null } = { trace: emptyStepTrace(), failure: null };
@@ -298,15 +334,35 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         const traces = await Promise.all(sessions.map((t) => t.session.endStep()));
         return { trace: mergeTraces(traces), failure: result.exitCode === 0 ? null : describeFailure(result) };
       };
+      // RUN BACKGROUND: the step's window is the start plus the check; the process runs on after it.
+      const startInMachine = async (command: BackgroundCommand): Promise<typeof outcome> => {
+        await Promise.all(sessions.map((t) => t.session.beginStep(s.step)));
+        const started = await (machine as EngineMachine).startBackground({ ...command, onOutput: output });
+        const ended = await started.exitedWithin(BACKGROUND_CHECK_MS);
+        await freeze();
+        const traces = await Promise.all(sessions.map((t) => t.session.endStep()));
+        // Exiting 0 at once is fine (a daemon that forks); the command is re-launched all the same.
+        const failure = ended && ended.exitCode !== 0 ? `background command ${describeFailure(ended)} within ${BACKGROUND_CHECK_MS / 1000} s` : null;
+        if (failure === null) background.push(command);
+        return { trace: mergeTraces(traces), failure };
+      };
 
       switch (instruction.kind) {
         case 'run':
-          outcome = await runInMachine(instruction.command, state);
+          if (instruction.mode === 'background') {
+            outcome = await startInMachine({ command: runScript(instruction.command, state), env: execEnv(baseEnv, state), workdir: state.workdir, user: state.user });
+          } else {
+            outcome = await runInMachine(instruction.command, state);
+          }
           break;
         case 'copy': {
           // Written from the host into the machine's root (resolved like the machine would), frozen so
-          // nothing inside races the writes. Not traced: the copy is described by its records.
+          // nothing inside races the writes. The copy itself is not traced (its records describe it),
+          // but what background processes (or a re-launch) touched since the previous step is: this
+          // step's snapshot holds their effects.
+          await Promise.all(sessions.map((t) => t.session.beginStep(s.step)));
           await freeze();
+          outcome = { trace: mergeTraces(await Promise.all(sessions.map((t) => t.session.endStep()))), failure: null };
           stepCopies = await copyIntoMachine({ repoDir: ctx.repoDir, tree: ctx.tree, rootfs, layerfilePath: node.path, sources: instruction.sources, dest: instruction.dest, workdir: state.workdir });
           await traceCopies(stepCopies);
           copies.push(...stepCopies);
@@ -356,6 +412,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         copies: stepCopies,
         repeatable: instruction.kind === 'run' && instruction.mode === 'repeatable',
         succeeded: failure === null,
+        background: [...background],
       };
       deps.cacheIndex.addStep(chainId, record);
       stepsRan++;
@@ -381,7 +438,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   }
 }
 
-function describeFailure(result: { exitCode: number | null; signal: string | null; timedOut: boolean; oomKilled: boolean }): string {
+function describeFailure(result: Pick<StepExecResult, 'exitCode' | 'signal' | 'timedOut' | 'oomKilled'>): string {
   if (result.oomKilled) return 'was killed: out of memory (MEMORY limit reached)';
   if (result.timedOut) return 'timed out';
   if (result.signal) return `was killed by ${result.signal}`;

@@ -7,6 +7,16 @@ import type { CopyRecord } from '../plan/types.js';
 import type { StepTrace } from '../trace/types.js';
 import type { Db } from './database.js';
 
+/** A RUN BACKGROUND command as it was started: what a restore needs to start it again the same way. */
+export interface BackgroundCommand {
+  /** The bash script actually run (SETUP FILE sourcing included). */
+  command: string;
+  /** The complete environment it ran with. */
+  env: Record<string, string>;
+  workdir: string;
+  user: string;
+}
+
 export interface ChainStepRecord {
   index: number;
   definitionKey: string;
@@ -19,6 +29,8 @@ export interface ChainStepRecord {
   repeatable: boolean;
   /** A failed step is kept (its snapshot is what `strata shell` opens) but never reused. */
   succeeded: boolean;
+  /** The background commands running after this step (inherited ones included), in start order. */
+  background: BackgroundCommand[];
 }
 
 export interface ChainRecord {
@@ -64,6 +76,7 @@ interface StepRow {
   copies: string;
   repeatable: number;
   succeeded: number;
+  background: string;
 }
 
 export function createCacheIndex(db: Db): CacheIndex {
@@ -76,8 +89,8 @@ export function createCacheIndex(db: Db): CacheIndex {
     'INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at, complete) VALUES (?, ?, ?, ?, ?, ?, ?, 0)',
   );
   const insertStep = db.prepare(
-    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable, succeeded)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable, succeeded, background)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const markComplete = db.prepare('UPDATE chains SET complete = 1 WHERE id = ?');
   const allSnapshots = db.prepare<[], { snapshot: string }>('SELECT DISTINCT snapshot FROM chain_steps WHERE snapshot IS NOT NULL');
@@ -91,6 +104,7 @@ export function createCacheIndex(db: Db): CacheIndex {
     copies: JSON.parse(row.copies) as CopyRecord[],
     repeatable: row.repeatable === 1,
     succeeded: row.succeeded === 1,
+    background: JSON.parse(row.background) as BackgroundCommand[],
   });
 
   return {
@@ -123,6 +137,7 @@ export function createCacheIndex(db: Db): CacheIndex {
         JSON.stringify(step.copies),
         step.repeatable ? 1 : 0,
         step.succeeded ? 1 : 0,
+        JSON.stringify(step.background),
       );
     },
     completeChain(chainId) {

@@ -77,6 +77,11 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX chain_steps_by_key ON chain_steps (idx, definition_key);
   `,
+  `
+  -- RUN BACKGROUND: the background commands running after each chain step (cumulative, in start order,
+  -- JSON [{command, env, workdir, user}]). A restore re-launches those of the restore point.
+  ALTER TABLE chain_steps ADD COLUMN background TEXT NOT NULL DEFAULT '[]';
+  `,
 ];
 
 /** Opens (creating if needed) the database at `file` and brings its schema up to date. */

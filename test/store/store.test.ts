@@ -9,7 +9,7 @@ import { createRunLog } from '../../src/store/runs.js';
 
 const trace = { read: ['/root/file1'], listed: [], statted: [], absent: ['/root/x'], written: [] };
 const step = (index: number, key: string, snapshot: string | null): ChainStepRecord => ({
-  index, definitionKey: key, snapshot, stateId: `state-${key}`, trace, copies: [{ source: '', dest: '/root' }], repeatable: false, succeeded: true,
+  index, definitionKey: key, snapshot, stateId: `state-${key}`, trace, copies: [{ source: '', dest: '/root' }], repeatable: false, succeeded: true, background: [],
 });
 
 test('cache index stores chains and finds candidates by first key, newest first, across reopen', (t) => {
@@ -40,6 +40,37 @@ test('cache index stores chains and finds candidates by first key, newest first,
   assert.deepEqual(index.candidates('/r', 'other-runner', 'k0'), []);
   assert.deepEqual([...index.referencedSnapshots()].sort(), ['snap-a0', 'snap-b0', 'snap-c0']);
   db.close();
+});
+
+test('cache index keeps each step\'s background commands; a database from before the column reads them as none', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-db-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'strata.db');
+  // A database as the first schema version left it: no background column, one step row.
+  let db = openDatabase(file);
+  const latest = db.pragma('user_version', { simple: true }) as number;
+  db.exec('ALTER TABLE chain_steps DROP COLUMN background');
+  db.pragma('user_version = 1');
+  db.prepare("INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at) VALUES ('old', '/r', 'main', 'Layerfile', 't0', 'r0', 1)").run();
+  db.prepare("INSERT INTO chain_steps (chain_id, idx, definition_key, state_id, trace) VALUES ('old', 0, 'k0', 's', NULL)").run();
+  db.close();
+
+  db = openDatabase(file);
+  assert.equal(db.pragma('user_version', { simple: true }), latest, 'the migration adding the column ran');
+  const index = createCacheIndex(db);
+  assert.deepEqual(index.candidates('/r', 'main', 'k0')[0]?.steps[0]?.background, []);
+
+  const server = { command: 'perl server.pl', env: { PATH: '/usr/bin', CI: 'true' }, workdir: '/root/app', user: 'app' };
+  const worker = { command: '. /etc/setup && ./worker', env: {}, workdir: '/', user: 'root' };
+  const chain = index.startChain({ repo: '/r', runner: 'main', layerfile: 'Layerfile', tree: 't1', runId: 'r1' }, 2);
+  index.addStep(chain, { ...step(0, 'k0', 'snap-0'), background: [server] });
+  index.addStep(chain, { ...step(1, 'k1', 'snap-1'), background: [server, worker] });
+  db.close();
+  db = openDatabase(file);
+  t.after(() => db.close());
+  const found = createCacheIndex(db).candidates('/r', 'main', 'k0')[0];
+  assert.equal(found?.tree, 't1');
+  assert.deepEqual(found?.steps.map((s) => s.background), [[server], [server, worker]], 'kept in start order, values as given');
 });
 
 test('run log records runners and steps with reasons and returns the last run', () => {
