@@ -45,6 +45,19 @@ export function buildProgram(): Command {
       const { whyCommand } = await import('./commands/why.js');
       process.exitCode = await whyCommand(dir ?? '.', options);
     });
+  const machine = program.command('machine').description('Work with machines directly.').enablePositionalOptions();
+  machine
+    .command('run')
+    .description('Run one command in a throwaway machine of an image and exit with its exit code.')
+    .argument('<command...>', 'the command and its arguments (put them after --)')
+    .requiredOption('--from <image>', 'base image, e.g. vm/debian:12')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--memory <size>', 'memory limit of the machine, e.g. 512M or 2G')
+    .passThroughOptions()
+    .action(async (command: string[], options: import('./commands/machine.js').MachineRunOptions) => {
+      const { machineRunCommand } = await import('./commands/machine.js');
+      process.exitCode = await machineRunCommand(command, options);
+    });
   return program;
 }
 
