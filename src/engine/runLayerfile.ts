@@ -20,7 +20,7 @@ import { copyIntoMachine, reapplyChanges } from './copy.js';
 import type { EngineDeps, EngineMachine, StepExecResult } from './ports.js';
 import type { StepExplanation } from './reporter.js';
 import { resolveInRoot } from './rootfs.js';
-import { applyToState, baseStepEnv, execEnv, initialExecState, runScript, shellQuote, skipConditionsHold, type ExecState } from './stepEnv.js';
+import { applyToState, baseStepEnv, execEnv, initialExecState, runScript, shellQuote, skipIndex, type ExecState } from './stepEnv.js';
 
 /** What a finished Layerfile hands to the Layerfiles that inherit from it (`FROM ../this`). */
 export interface LayerfileOutcome {
@@ -130,10 +130,18 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
   const baseEnv = baseStepEnv({ jobId: ctx.runId, runnerId: runner, repositoryName: posix.basename(ctx.repo), retryIndex: 0, commit: ctx.commit });
   const keys = definitionKeys(instructions, { parentIdentity, buildEnv: baseEnv, secrets: {} });
-  const steps: StepEntry[] = [];
+  const allSteps: StepEntry[] = [];
   instructions.forEach((instruction, instructionIndex) => {
-    if (isStep(instruction)) steps.push({ step: steps.length, instructionIndex, instruction, definitionKey: keys[instructionIndex] as string });
+    if (isStep(instruction)) allSteps.push({ step: allSteps.length, instructionIndex, instruction, definitionKey: keys[instructionIndex] as string });
   });
+  // SKIP REMAINING IF depends only on the step environment (strata's variables and ENV), never on the
+  // machine, so where this run stops is known before planning. Steps after a condition that holds are
+  // skipped, not cached: the final state is the state before the condition.
+  const skipAt = skipIndex(instructions, startState, baseEnv);
+  const steps = allSteps.filter((s) => s.instructionIndex < skipAt);
+  const skippedSteps = allSteps.filter((s) => s.instructionIndex >= skipAt);
+  // BUTTONs before the stop, in order: every one needs approval in every run, cached steps or not.
+  const buttons = instructions.slice(0, skipAt).filter((i): i is Extract<Instruction, { kind: 'button' }> => i.kind === 'button');
   const planSteps: PlanStep[] = steps.map((s) => ({
     definitionKey: s.definitionKey,
     line: s.instruction.range.line,
@@ -153,6 +161,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         chainId: record.id,
         sourceTreeId: record.tree,
         complete: record.complete,
+        createdAt: record.createdAt,
         steps: record.steps.map((s, i) => ({
           definitionKey: s.definitionKey,
           snapshot: present[i] ? (s.snapshot as SnapshotName) : null,
@@ -217,6 +226,11 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   }
 
   // Report the plan step by step.
+  for (const s of skippedSteps) {
+    const skipped = `SKIP REMAINING IF at line ${instructions[skipAt]?.range.line} held`;
+    deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'skipped', explanation: { cached: false, message: skipped } });
+    deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'skipped', reason: { message: skipped }, durationMs: null, snapshot: null });
+  }
   for (const s of steps) {
     const explanation = explanationOf(restorePlan.explanations[s.step]);
     if (s.step < firstToRun) {
@@ -233,8 +247,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached, background };
   };
 
-  // Every BUTTON of the Layerfile asks for approval in every run, cached steps or not. Without a way
-  // to ask (the CLI has none yet), the run stops at the first one unless --accept-buttons was given.
+  // Without a way to ask (the CLI has none yet), the run stops at the first BUTTON it reaches unless
+  // --accept-buttons was given.
   const requireApproval = (button: Extract<Instruction, { kind: 'button' }>): void => {
     if (ctx.acceptButtons) return;
     throw new StrataError('STRATA_ENGINE', `${node.path}:${button.range.line}: BUTTON "${button.message}" needs approval`, {
@@ -244,12 +258,9 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
   // Nothing left to run: the (re-applied) restore point is the final state.
   if (firstToRun >= steps.length) {
-    for (const instruction of instructions) {
-      if (instruction.kind === 'skipRemainingIf' && skipConditionsHold(instruction, execEnv(baseEnv, state))) break;
-      if (instruction.kind === 'button') requireApproval(instruction);
-    }
+    for (const button of buttons) requireApproval(button);
     if (activeKey) await deps.snapshots.remove(activeKey);
-    deps.cacheIndex.completeChain(chainId);
+    if (skippedSteps.length === 0) deps.cacheIndex.completeChain(chainId);
     return finish('success', 0);
   }
 
@@ -262,7 +273,6 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   let machine: EngineMachine | null = null;
   const sessions: Array<{ dir: string; session: TraceSession }> = [];
   let stepsRan = 0;
-  let skipRest = false;
   try {
     const outputTo = (step: number) => (stream: 'stdout' | 'stderr', data: string): void =>
       deps.reporter.onStepOutput?.({ runner, step, stream, data, timeMs: deps.now() });
@@ -286,28 +296,18 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     }
 
     let instructionCursor = steps[firstToRun]!.instructionIndex;
-    // Non-step instructions before the first rerun step still apply (SKIP REMAINING IF, BUTTON).
-    for (let i = 0; i < instructionCursor && !skipRest; i++) {
-      const instruction = instructions[i] as Instruction;
-      if (instruction.kind === 'skipRemainingIf' && skipConditionsHold(instruction, execEnv(baseEnv, state))) skipRest = true;
-      if (instruction.kind === 'button') requireApproval(instruction);
-    }
+    // BUTTONs before the first step that runs still need their approval.
+    for (const button of buttons) if (instructions.indexOf(button) < firstStep.instructionIndex) requireApproval(button);
     let snapshotsEnabled = instructions.slice(0, instructionCursor).reduce((on, i) => (i.kind === 'checkpoint' ? i.mode !== 'disabled' : on), true);
 
     for (const s of steps.slice(firstToRun)) {
       // Instructions between the previous step and this one.
       for (; instructionCursor < s.instructionIndex; instructionCursor++) {
         const between = instructions[instructionCursor] as Instruction;
-        if (between.kind === 'skipRemainingIf' && skipConditionsHold(between, execEnv(baseEnv, state))) skipRest = true;
         if (between.kind === 'checkpoint') snapshotsEnabled = between.mode !== 'disabled';
         if (between.kind === 'button') requireApproval(between);
       }
       instructionCursor = s.instructionIndex + 1;
-      if (skipRest) {
-        deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'skipped', explanation: { cached: false, message: 'SKIP REMAINING IF conditions held' } });
-        deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'skipped', reason: { message: 'SKIP REMAINING IF conditions held' }, durationMs: null, snapshot: null });
-        continue;
-      }
 
       const explanation = explanationOf(restorePlan.explanations[s.step]);
       deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'running', ...(explanation ? { explanation } : {}) });
@@ -424,12 +424,9 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         return finish('failure', stepsRan, message);
       }
     }
-    if (!skipRest) deps.cacheIndex.completeChain(chainId);
-    // Instructions after the last step (a final BUTTON, SKIP REMAINING IF, EXPOSE ...).
-    for (const trailing of instructions.slice(instructionCursor)) {
-      if (trailing.kind === 'skipRemainingIf' && skipConditionsHold(trailing, execEnv(baseEnv, state))) skipRest = true;
-      if (trailing.kind === 'button' && !skipRest) requireApproval(trailing);
-    }
+    // BUTTONs after the last step that ran (and before any SKIP REMAINING IF that held).
+    for (const button of buttons) if (instructions.indexOf(button) >= instructionCursor) requireApproval(button);
+    if (skippedSteps.length === 0) deps.cacheIndex.completeChain(chainId);
     return finish('success', stepsRan);
   } finally {
     for (const { session } of sessions) await session.detach().catch(() => {});

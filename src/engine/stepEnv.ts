@@ -56,10 +56,12 @@ export interface ExecState {
 
 export const initialExecState = (): ExecState => ({ env: {}, workdir: '/root', user: 'root', setupFiles: [] });
 
-/** The environment a RUN sees: base variables, then ENV values, HOME for the user. */
+/**
+ * The environment a RUN sees: base variables, then ENV values. HOME, USER and LOGNAME come from the
+ * machine's /etc/passwd for the step's user (the sandbox fills them in) unless ENV set them.
+ */
 export function execEnv(base: Record<string, string>, state: ExecState): Record<string, string> {
-  const home = state.user === 'root' ? '/root' : `/home/${state.user}`;
-  return { HOME: home, USER: state.user, ...base, ...state.env };
+  return { ...base, ...state.env };
 }
 
 /** Applies a metadata instruction (ENV, WORKDIR, USER, SETUP FILE) to the state; others leave it as is. */
@@ -109,6 +111,19 @@ export function runScript(command: string, state: ExecState): string {
 
 export function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Index of the first SKIP REMAINING IF whose conditions hold against the step environment at that
+ * point (strata's variables plus the ENV values set before it), or `instructions.length`.
+ */
+export function skipIndex(instructions: readonly Instruction[], start: ExecState, base: Record<string, string>): number {
+  let state = start;
+  for (const [index, instruction] of instructions.entries()) {
+    if (instruction.kind === 'skipRemainingIf' && skipConditionsHold(instruction, execEnv(base, state))) return index;
+    state = applyToState(state, instruction, base);
+  }
+  return instructions.length;
 }
 
 /** SKIP REMAINING IF: do all conditions hold against the environment? */

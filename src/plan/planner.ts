@@ -108,10 +108,16 @@ function restorePointFor(steps: readonly PlanStep[], chain: CachedChain, analysi
 
 function compareOptions(steps: readonly PlanStep[], a: Option, b: Option): number {
   const cachedSteps = (option: Option): number => option.restorePoint?.firstRerun ?? steps.length;
+  // RUN REPEATABLE builds on the state after the step's PREVIOUS run: among equally deep options the
+  // most recent chain wins before anything else, or accumulated state would be lost.
+  const repeatable = a.restorePoint?.repeatable === true && b.restorePoint?.repeatable === true;
+  const recency = (b.chain.createdAt ?? 0) - (a.chain.createdAt ?? 0);
   return (
     cachedSteps(b) - cachedSteps(a) ||
     (b.restorePoint?.afterStep ?? -1) - (a.restorePoint?.afterStep ?? -1) ||
+    (repeatable ? recency : 0) ||
     a.analysis.changeCount - b.analysis.changeCount ||
+    recency ||
     comparePaths(a.chain.chainId, b.chain.chainId) ||
     a.order - b.order
   );

@@ -57,6 +57,11 @@ export interface CachedChain {
   steps: CachedStep[];
   /** Did every step succeed? Informational: reuse is decided per step by `succeeded` and `trace`. */
   complete: boolean;
+  /**
+   * When the chain was recorded (any monotonic number; larger = newer). Breaks ties between equally
+   * deep restores in favour of the newest, and decides which previous run a RUN REPEATABLE builds on.
+   */
+  createdAt?: number;
 }
 
 export type PathType = 'file' | 'dir' | 'symlink';

@@ -1,7 +1,7 @@
 // The directives the engine already executes, end to end: real git repos, real commits, real machines,
 // snapshots and tracing. Each case asserts what the steps printed, EXACTLY which steps ran, and (where
 // caching matters) what a second commit reruns. ENV, WORKDIR, USER, SETUP FILE, SKIP REMAINING IF,
-// CHECKPOINT, MEMORY, a failing RUN, RUN REPEATABLE. Two engine bugs are kept as `todo` tests at the end.
+// CHECKPOINT, MEMORY, a failing RUN, RUN REPEATABLE, and two regressions (SKIP in a cached run, HOME).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -341,7 +341,7 @@ test('RUN REPEATABLE accumulates state across commits; a plain RUN in the same p
 // skipped steps wrote. Same tree on both branches; GIT_BRANCH is not in the cache key.
 test(
   'SKIP REMAINING IF on main after a full run on another branch: the final state lacks the skipped steps',
-  { timeout: TIMEOUT, todo: 'engine bug: a fully cached run ignores SKIP REMAINING IF (steps reported cached, final snapshot includes them)' },
+  { timeout: TIMEOUT },
   async (t) => {
     if (!requireRoot(t)) return;
     const engine = await createTestEngine(t);
@@ -368,7 +368,7 @@ RUN echo after > /root/after.txt
 // that already exists with another home (or none), HOME names a directory that does not exist.
 test(
   'USER of an existing user: HOME is the home directory from /etc/passwd',
-  { timeout: TIMEOUT, todo: 'engine bug: HOME is /home/<user> even when the user exists with another home' },
+  { timeout: TIMEOUT },
   async (t) => {
     if (!requireRoot(t)) return;
     const engine = await createTestEngine(t);

@@ -519,3 +519,31 @@ test('inherited copies: unrelated parent-copied changes are re-applied on restor
   assertRestore(result, 0, null);
   assert.deepEqual(result.reapply.map((r) => [r.source, r.dest, r.copyStep]), [['README.md', '/app/README.md', -1]]);
 });
+
+test('RUN REPEATABLE builds on the most recent previous run, even when an older one has fewer changes', () => {
+  const specs: StepSpec[] = [
+    { key: 'k-copy', line: 2, kind: 'copy', copies: [{ source: '', dest: '/root' }] },
+    { key: 'k-build', line: 3, text: 'RUN REPEATABLE make', repeatable: true, trace: trace({ read: ['/root/counter'] }) },
+  ];
+  const older = { ...chain('a-older', specs), createdAt: 1 };
+  const newer = { ...chain('z-newer', specs), createdAt: 2 };
+  const result = plan({
+    steps: planSteps(specs),
+    candidates: [
+      { chain: older, changes: [modified('counter')] },
+      { chain: newer, changes: [modified('counter'), modified('README.md')] },
+    ],
+  });
+  assertRestore(result, 1, 1);
+  assert.equal(result.chainId, 'z-newer');
+  assert.deepEqual(result.repeatableBase, { step: 1, snapshot: snap('z-newer-s1') });
+});
+
+test('equally deep plain restores prefer fewer changes, then the newer chain', () => {
+  const older = { ...chain('a', seed()), createdAt: 1 };
+  const newer = { ...chain('b', seed()), createdAt: 2 };
+  const tie = plan({ steps: planSteps(seed()), candidates: [{ chain: older, changes: [modified('x')] }, { chain: newer, changes: [modified('y')] }] });
+  assert.equal(tie.kind === 'restore' && tie.chainId, 'b');
+  const fewer = plan({ steps: planSteps(seed()), candidates: [{ chain: older, changes: [] }, { chain: newer, changes: [modified('y')] }] });
+  assert.equal(fewer.kind === 'restore' && fewer.chainId, 'a');
+});
