@@ -19,7 +19,11 @@ const cli = join(import.meta.dirname, '..', 'cli', 'strata.ts');
 test('a run killed mid-step leaves a store the next run recovers and reuses', { timeout: 300_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const store = mkdtempSync(join(tmpdir(), 'strata-crash-store-'));
+  let child: ReturnType<typeof spawn> | undefined;
+  // One cleanup, in order (Node 20 runs t.after hooks in registration order): the CLI process first,
+  // then the store it used.
   t.after(() => {
+    child?.kill('SIGKILL');
     // The killed process mounted the store's image; the engine that reopened it found it mounted and
     // so leaves it mounted on close. Unmount and detach here.
     spawnSync('umount', [join(store, 'snapshots')]);
@@ -31,8 +35,8 @@ test('a run killed mid-step leaves a store the next run recovers and reuses', { 
   const repo = createGitRepo(t, { Layerfile: layerfile('RUN echo started && sleep 600'), file1: 'one\n' });
 
   // Run the CLI in its own process and kill it once the last step is running.
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'run', '--plain', '--store', store, '--commit', 'HEAD', repo.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => child.kill('SIGKILL'));
+  const cliRun = spawn(process.execPath, ['--import', 'tsx', cli, 'run', '--plain', '--store', store, '--commit', 'HEAD', repo.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child = cliRun;
   let output = '';
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the run never reached its last step:\n${output}`)), 240_000);
@@ -43,11 +47,11 @@ test('a run killed mid-step leaves a store the next run recovers and reuses', { 
         resolve();
       }
     };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
+    cliRun.stdout.on('data', onData);
+    cliRun.stderr.on('data', onData);
   });
-  child.kill('SIGKILL');
-  await new Promise((resolve) => child.once('exit', resolve));
+  cliRun.kill('SIGKILL');
+  await new Promise((resolve) => cliRun.once('exit', resolve));
   assert.ok(existsSync(join(store, 'lock')), 'the dead run left its lock behind');
 
   // A new engine on the same store recovers, and the steps finished before the crash are reused.

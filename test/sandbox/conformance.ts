@@ -36,10 +36,12 @@ const uniqueId = (label: string): string => `${label}-${randomBytes(3).toString(
 
 export function runSandboxConformance(options: ConformanceOptions): void {
   async function startMachine(t: TestContext, spec: Partial<MachineSpec> = {}): Promise<Machine> {
+    // Node 20 runs t.after hooks in the order they were registered: register the machine's destroy
+    // before makeRootfs registers the rootfs cleanup, so the machine is gone before its root is.
+    let machine: Machine | undefined;
+    t.after(() => machine?.destroy());
     const rootfs = spec.rootfs ?? (await options.makeRootfs(t));
-    const machine = await options.sandbox().start({ id: uniqueId('m'), network: 'none', ...spec, rootfs });
-    // Registered after makeRootfs's cleanup, so it runs first (t.after hooks run in reverse order).
-    t.after(() => machine.destroy());
+    machine = await options.sandbox().start({ id: uniqueId('m'), network: 'none', ...spec, rootfs });
     return machine;
   }
 
@@ -155,7 +157,8 @@ export function runSandboxConformance(options: ConformanceOptions): void {
     await machine.thaw();
     await sleep(300);
     assert.notEqual(tick(), frozenAt, 'it runs again after thaw');
-    const after = await run(machine, 'pgrep -c -f "slee[p] 4242"; pgrep -c -f "date \\+%s"; pgrep -c -f "echo chatte[r]"');
+    // Match the loops' own command lines, not the short-lived `date` they start (a race otherwise).
+    const after = await run(machine, 'pgrep -c -f "slee[p] 4242"; pgrep -c -f "while :; do dat[e]"; pgrep -c -f "echo chatte[r]"');
     assert.equal(after.stdout, '1\n1\n1\n');
   });
 
