@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openEngine } from '../src/cli/compose.js';
 import { runRepository } from '../src/engine/runRepository.js';
-import type { BenchRow } from './run.js';
+import type { BenchRow } from './types.js';
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -6,12 +6,8 @@ import { performance } from 'node:perf_hooks';
 import { plan } from '../src/plan/planner.js';
 import type { CachedChain, PlanInput, PlanStep, SnapshotName, SourceChange } from '../src/plan/types.js';
 import type { StepTrace } from '../src/trace/types.js';
+import type { BenchRow } from './types.js';
 
-export interface BenchRow {
-  name: string;
-  medianMs: number;
-  goalMs?: number;
-}
 
 const FILES = 20_000;
 const STEPS = 12;

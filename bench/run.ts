@@ -2,14 +2,8 @@
 // (median, goal, ratio to goal) and saves the raw rows as JSON under bench/results/.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { BenchRow } from './types.js';
 
-export interface BenchRow {
-  name: string;
-  medianMs: number;
-  goalMs?: number;
-  /** Free-form extra figure, e.g. a ratio measured side by side. */
-  note?: string;
-}
 
 type Suite = { name: string; load: () => Promise<() => Promise<BenchRow[]>> };
 

@@ -9,12 +9,8 @@ import { performance } from 'node:perf_hooks';
 import { createRuncSandbox } from '../src/sandbox/runc/index.js';
 import { exec, execOrThrow } from '../src/util/exec.js';
 import { ensureDevRootfs } from '../test/sandbox/rootfs.js';
+import type { BenchRow } from './types.js';
 
-export interface BenchRow {
-  name: string;
-  medianMs: number;
-  goalMs?: number;
-}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

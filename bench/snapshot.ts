@@ -7,12 +7,8 @@ import { join } from 'node:path';
 import { openBtrfsStore } from '../src/snapshot/btrfs.js';
 import { snapshotKey, snapshotName } from '../src/snapshot/types.js';
 import { execOrThrow } from '../src/util/exec.js';
+import type { BenchRow } from './types.js';
 
-export interface BenchRow {
-  name: string;
-  medianMs: number;
-  goalMs?: number;
-}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -24,7 +24,7 @@ import type { FuseTraceSession } from '../src/trace/fuse.js';
 import type { StepTrace } from '../src/trace/types.js';
 import { execOrThrow } from '../src/util/exec.js';
 import { writeTsProjectSources } from './fixtures/ts-project/generate.js';
-import type { BenchRow } from './run.js';
+import type { BenchRow } from './types.js';
 
 export interface TraceRealOptions {
   /** Measured rounds per workload (each: one untraced and one traced run). Default 3. */
