@@ -28,12 +28,24 @@ export function buildProgram(): Command {
     .option('--commit <rev>', 'run this git revision instead of the working tree')
     .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
     .option('--no-cache', 'ignore cached snapshots: run every step')
+    .option('--no-cache-dirs', 'run with empty, throwaway CACHE directories (the kept ones are not touched)')
     .option('--accept-buttons', 'approve every BUTTON of the run')
+    .option('--secrets <file>', 'SECRET ENV values: NAME=value lines (else $STRATA_SECRET_<NAME>)')
     .option('--plain', 'plain line output even on a terminal')
     .option('--json', 'print a JSON event stream, one event per line')
     .action(async (dir: string | undefined, options: import('./commands/run.js').RunCommandOptions) => {
       const { runCommand } = await import('./commands/run.js');
       process.exitCode = await runCommand(dir ?? '.', options);
+    });
+  program
+    .command('shell [dir]')
+    .description("Open a shell in a throwaway machine restored from the last run's failure snapshot (or --step N's).")
+    .option('--runner <id>', 'which runner (default: the first with a failed step)')
+    .option('--step <n>', 'the state after this step (1-based) instead of the failure')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .action(async (dir: string | undefined, options: import('./commands/shell.js').ShellOptions) => {
+      const { shellCommand } = await import('./commands/shell.js');
+      process.exitCode = await shellCommand(dir ?? '.', options);
     });
   program
     .command('why [dir]')
@@ -44,6 +56,16 @@ export function buildProgram(): Command {
     .action(async (dir: string | undefined, options: { step?: string; store?: string; json?: boolean }) => {
       const { whyCommand } = await import('./commands/why.js');
       process.exitCode = await whyCommand(dir ?? '.', options);
+    });
+  const cache = program.command('cache').description('Manage the CACHE directories kept between runs.');
+  cache
+    .command('prune')
+    .description('Remove CACHE directories: all of them, or those unused for longer than --older-than.')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--older-than <age>', 'only those unused for longer than this (30m, 12h, 7d, 2w)')
+    .action(async (options: import('./commands/cache.js').CachePruneOptions) => {
+      const { cachePruneCommand } = await import('./commands/cache.js');
+      process.exitCode = await cachePruneCommand(options);
     });
   const machine = program.command('machine').description('Work with machines directly.').enablePositionalOptions();
   machine
