@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireRoot } from '../helpers/env.js';
 import { createGitRepo, createTestEngine, type TestEngine } from '../helpers/engine.js';
-import { Random } from './differential/random.js';
+import { Random } from '../helpers/random.js';
 import { describeScenario, dumpStep, generateScenario, randomMutations, stepIndex, writeScenario, type Scenario } from './differential/scenario.js';
 
 const COMMITS_PER_SEQUENCE = 4;

@@ -6,23 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { canonicalEnvValue, LayerfileError, parseLayerfile } from '../../src/layerfile/index.js';
 import type { Instruction } from '../../src/layerfile/index.js';
+import { mulberry32 } from '../helpers/random.js';
 
 const FILES = 10_000;
 const SEED = 0x5eed1a7e;
 
-/** mulberry32: a small, fast, seedable PRNG. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const random = prng(SEED);
+const random = mulberry32(SEED);
 const int = (n: number): number => Math.floor(random() * n);
 const pick = <T>(items: readonly T[]): T => items[int(items.length)] as T;
 const some = (items: readonly string[], min: number, max: number): string =>

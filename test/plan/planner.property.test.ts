@@ -9,18 +9,8 @@ import { plan } from '../../src/plan/planner.js';
 import type { CachedChain, CopyRecord, PathState, PlanCandidate, PlanStep, SourceChange } from '../../src/plan/types.js';
 import type { StepTrace } from '../../src/trace/types.js';
 import { snap } from './builders.js';
+import { mulberry32 } from '../helpers/random.js';
 
-/** mulberry32: small seeded PRNG so a failure can be replayed from its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const REPO_PATHS = ['f', 'g', 'a', 'a/x', 'a/y', 'a/b', 'a/b/z', 'c', 'c/w', 'c/v'];
 const SOURCES = ['', '', 'a', 'a/b', 'c', 'f'];
@@ -164,7 +154,7 @@ function randomCase(rand: () => number): { steps: PlanStep[]; candidates: PlanCa
 
 test('property: the indexed planner agrees with a brute-force oracle and never reuses an intersecting step', () => {
   const seed = 20240611;
-  const rand = random(seed);
+  const rand = mulberry32(seed);
   const cases = 4000;
   let candidatesChecked = 0;
   let restores = 0;

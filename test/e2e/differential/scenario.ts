@@ -6,7 +6,7 @@
 // work tree.
 import { chmodSync, lstatSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
-import type { Random } from './random.js';
+import type { Random } from '../../helpers/random.js';
 
 export type Entry = { type: 'file'; content: string; executable: boolean } | { type: 'symlink'; target: string };
 

@@ -1,19 +1,24 @@
-// A small seeded PRNG (mulberry32): the differential test must replay exactly from its seed.
+// Seeded randomness for property, fuzz and differential tests (mulberry32): a failure replays exactly
+// from its seed.
 
-export class Random {
-  private state: number;
-
-  constructor(readonly seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let x = this.state;
+/** A function returning uniform numbers in [0, 1) from `seed`. */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let x = state;
     x = Math.imul(x ^ (x >>> 15), x | 1);
     x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
     return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class Random {
+  /** Uniform in [0, 1). */
+  readonly next: () => number;
+
+  constructor(readonly seed: number) {
+    this.next = mulberry32(seed);
   }
 
   /** Integer in [min, max], both included. */
