@@ -12,6 +12,7 @@ export type StrataErrorCode =
   | 'STRATA_TRACE'
   | 'STRATA_STORE'
   | 'STRATA_ENGINE'
+  | 'STRATA_SECRET'
   | 'STRATA_INSTALL'
   | 'STRATA_INTERNAL';
 

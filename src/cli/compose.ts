@@ -7,7 +7,9 @@ import { join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { EngineDeps, EngineImages, EngineMachine, EngineSandbox, StepExecResult } from '../engine/ports.js';
 import type { Reporter } from '../engine/reporter.js';
+import { cacheDirsRoot, createCacheDirStore } from '../engine/cacheDirs.js';
 import { ensureImage } from '../images/ensure.js';
+import { createRemoteCache } from '../source/remote.js';
 import type { ExecOutcome, Sandbox } from '../sandbox/types.js';
 import type { SnapshotStore } from '../snapshot/types.js';
 import { openDatabase, type Db } from '../store/database.js';
@@ -74,6 +76,8 @@ export async function openEngine(options: { store?: string | undefined; reporter
       cacheIndex,
       runLog: createRunLog(db),
       reporter: options.reporter,
+      cacheDirs: createCacheDirStore(cacheDirsRoot(paths.root)),
+      remotes: createRemoteCache(join(paths.root, 'remotes')),
       parallelism: Math.max(1, availableParallelism()),
       now: () => Date.now(),
     };
@@ -122,6 +126,7 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
         hostname: request.hostname,
         network: 'outbound',
         ...(request.memoryBytes !== undefined ? { memoryBytes: request.memoryBytes } : {}),
+        ...(request.mounts ? { mounts: request.mounts } : {}),
       });
       const adapted: EngineMachine = {
         pid: machine.pid,

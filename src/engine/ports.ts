@@ -5,6 +5,8 @@ import type { CacheIndex } from '../store/cacheIndex.js';
 import type { RunLog } from '../store/runs.js';
 import type { SnapshotName, SnapshotStore } from '../snapshot/types.js';
 import type { TraceRecorder } from '../trace/recorder.js';
+import type { RemoteCache } from '../source/remote.js';
+import type { CacheDirStore } from './cacheDirs.js';
 import type { OutputStream, Reporter } from './reporter.js';
 
 export interface StepExecResult {
@@ -48,7 +50,14 @@ export interface EngineMachine {
 }
 
 export interface EngineSandbox {
-  start(request: { id: string; rootfs: string; hostname: string; memoryBytes?: number | undefined }): Promise<EngineMachine>;
+  start(request: {
+    id: string;
+    rootfs: string;
+    hostname: string;
+    memoryBytes?: number | undefined;
+    /** Host directories bind-mounted at machine paths for the machine's life (CACHE dirs), parents first. */
+    mounts?: ReadonlyArray<{ source: string; destination: string }> | undefined;
+  }): Promise<EngineMachine>;
 }
 
 export interface EngineImages {
@@ -64,6 +73,10 @@ export interface EngineDeps {
   cacheIndex: CacheIndex;
   runLog: RunLog;
   reporter: Reporter;
+  /** Persistent CACHE directories; a Layerfile with CACHE lines cannot run without it. */
+  cacheDirs?: CacheDirStore | undefined;
+  /** Cache repositories of CLONEd remotes; a Layerfile with CLONE lines cannot run without it. */
+  remotes?: RemoteCache | undefined;
   /** How many Layerfiles may run at once. */
   parallelism: number;
   now: () => number;

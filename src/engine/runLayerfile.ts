@@ -16,10 +16,13 @@ import { diffTrees, type CommitInfo, type TreeId } from '../source/git.js';
 import type { BackgroundCommand, ChainStepRecord } from '../store/cacheIndex.js';
 import { normalizeStepTrace, type TraceSession } from '../trace/recorder.js';
 import { emptyStepTrace, type StepTrace } from '../trace/types.js';
-import { copyIntoMachine, reapplyChanges } from './copy.js';
+import { claimCacheDirs, machineCacheDirs, type CacheDirLease } from './cacheDirs.js';
+import { cloneChanges, cloneIntoMachine, reapplyWithClones, resolveClones, type ChainClone } from './clone.js';
+import { copyIntoMachine } from './copy.js';
 import type { EngineDeps, EngineMachine, StepExecResult } from './ports.js';
 import type { StepExplanation } from './reporter.js';
 import { resolveInRoot } from './rootfs.js';
+import { assertSecretsPresent, noSecrets, secretValuesFor, type Secrets } from './secrets.js';
 import { applyToState, baseStepEnv, execEnv, initialExecState, runScript, shellQuote, skipIndex, type ExecState } from './stepEnv.js';
 
 /** What a finished Layerfile hands to the Layerfiles that inherit from it (`FROM ../this`). */
@@ -40,6 +43,8 @@ export interface LayerfileOutcome {
    * re-launches. Absent only on outcomes that never ran (skipped, errored): no child starts from those.
    */
   background?: BackgroundCommand[] | undefined;
+  /** The CLONEd remotes' trees the final state holds (inherited ones included); a child inherits them. */
+  clones?: ChainClone[] | undefined;
 }
 
 export interface RunContext {
@@ -51,6 +56,10 @@ export interface RunContext {
   commit: CommitInfo | null;
   noCache: boolean;
   acceptButtons: boolean;
+  /** --no-cache-dirs: CACHE directories start empty and are thrown away after the run. */
+  noCacheDirs?: boolean | undefined;
+  /** Values for SECRET ENV; none when absent. */
+  secrets?: Secrets | undefined;
 }
 
 interface StepEntry {
@@ -66,10 +75,7 @@ const BACKGROUND_CHECK_MS = 2000;
 
 /** Directives the engine does not execute yet: refuse clearly rather than run them wrongly. */
 const NOT_YET: Partial<Record<Instruction['kind'], string>> = {
-  clone: 'CLONE',
-  cache: 'CACHE',
   split: 'SPLIT',
-  secretEnv: 'SECRET ENV',
 };
 
 function explanationOf(explanation: PlanExplanation | undefined): StepExplanation | undefined {
@@ -100,6 +106,15 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     }
   }
 
+  // A SECRET ENV without a value fails the runner before anything runs (runRepository checks the
+  // whole run up front too).
+  const secrets = ctx.secrets ?? noSecrets;
+  assertSecretsPresent([{ path: node.path, instructions }], secrets);
+  // Secrets join a process's environment only here, at exec time: never the machine's files, the
+  // ExecState or the stored background commands (those keep the names).
+  const withSecrets = (env: Record<string, string>, names: readonly string[] | undefined): Record<string, string> =>
+    names && names.length > 0 ? { ...env, ...secretValuesFor(names, secrets, node.path) } : env;
+
   // Where the Layerfile starts from.
   let baseSnapshot: SnapshotName;
   let parentIdentity: string;
@@ -129,7 +144,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   }
 
   const baseEnv = baseStepEnv({ jobId: ctx.runId, runnerId: runner, repositoryName: posix.basename(ctx.repo), retryIndex: 0, commit: ctx.commit });
-  const keys = definitionKeys(instructions, { parentIdentity, buildEnv: baseEnv, secrets: {} });
+  const keys = definitionKeys(instructions, { parentIdentity, buildEnv: baseEnv, secrets: secrets.values });
   const allSteps: StepEntry[] = [];
   instructions.forEach((instruction, instructionIndex) => {
     if (isStep(instruction)) allSteps.push({ step: allSteps.length, instructionIndex, instruction, definitionKey: keys[instructionIndex] as string });
@@ -150,9 +165,17 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     repeatable: s.instruction.kind === 'run' && s.instruction.mode === 'repeatable',
   }));
 
+  // CLONE: every remote is fetched before planning (a failure fails the runner at its line), so what
+  // changed in a remote counts like a change in the repository (see clone.ts).
+  const clones = await resolveClones(
+    { remotes: deps.remotes, run: ctx, repoDir: ctx.repoDir, branch: ctx.commit?.branch ?? '', layerfilePath: node.path },
+    instructions,
+    parent?.clones ?? [],
+  );
+
   // Candidates: earlier chains of this runner that start the same way, with what changed since.
   const chains = ctx.noCache || steps.length === 0 ? [] : deps.cacheIndex.candidates(ctx.repo, runner, steps[0]!.definitionKey);
-  const candidates = await Promise.all(
+  const compared = await Promise.all(
     chains.map(async (record) => {
       // A snapshot the index names but the store lost (removed by hand, a damaged store) is simply
       // not restorable; the planner then restores an earlier one or starts fresh.
@@ -171,9 +194,13 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
           succeeded: s.succeeded,
         })),
       };
-      return { chain, changes: await diffTrees(ctx.repoDir, record.tree as TreeId, ctx.tree), record };
+      // A chain whose remotes' trees cannot be compared any more is not a safe candidate.
+      const remoteChanges = await cloneChanges(deps.remotes, record.clones, clones);
+      if (remoteChanges === null) return null;
+      return { chain, changes: [...(await diffTrees(ctx.repoDir, record.tree as TreeId, ctx.tree)), ...remoteChanges], record };
     }),
   );
+  const candidates = compared.filter((c): c is NonNullable<typeof c> => c !== null);
   const restorePlan = planRestore({ steps: planSteps, candidates, inheritedCopies });
   const sourceChain = restorePlan.kind === 'restore' ? candidates.find((c) => c.chain.chainId === restorePlan.chainId)?.record : undefined;
 
@@ -197,7 +224,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   let state = startState;
   for (const s of steps.slice(0, firstToRun)) state = applyToState(state, s.instruction, baseEnv);
 
-  const chainId = deps.cacheIndex.startChain({ repo: ctx.repo, runner, layerfile: node.path, tree: ctx.tree, runId: ctx.runId }, deps.now());
+  const chainId = deps.cacheIndex.startChain({ repo: ctx.repo, runner, layerfile: node.path, tree: ctx.tree, runId: ctx.runId, clones }, deps.now());
   const copies: CopyRecord[] = [...inheritedCopies];
   let stateId = parentIdentity;
   let lastSnapshot: SnapshotName | null = baseSnapshot;
@@ -210,7 +237,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     activeKey = snapshotKey(`active.${randomUUID()}`);
     const restoreFrom = restorePlan.snapshot;
     const { path: rootfs } = await deps.snapshots.clone(restoreFrom, activeKey);
-    await reapplyChanges(ctx.repoDir, ctx.tree, rootfs, restorePlan.reapply);
+    await reapplyWithClones({ repoDir: ctx.repoDir, tree: ctx.tree }, deps.remotes, clones, rootfs, restorePlan.reapply);
     const restoredSnapshot = restorePlan.reapply.length === 0 ? restoreFrom : newName(`restored-${restorePlan.afterStep}`);
     if (restoredSnapshot !== restoreFrom) await deps.snapshots.commit(activeKey, restoredSnapshot);
     // Carry the cached steps into the new chain. Only the restore point keeps a snapshot: older
@@ -244,7 +271,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
   const finish = (status: LayerfileOutcome['status'], stepsRan: number, message?: string): LayerfileOutcome => {
     deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status });
-    return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached, background };
+    return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached, background, clones };
   };
 
   // Without a way to ask (the CLI has none yet), the run stops at the first BUTTON it reaches unless
@@ -273,10 +300,21 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   let machine: EngineMachine | null = null;
   const sessions: Array<{ dir: string; session: TraceSession }> = [];
   let stepsRan = 0;
+  let cacheLease: CacheDirLease | null = null;
   try {
     const outputTo = (step: number) => (stream: 'stdout' | 'stderr', data: string): void =>
       deps.reporter.onStepOutput?.({ runner, step, stream, data, timeMs: deps.now() });
-    machine = await deps.sandbox.start({ id: `${ctx.runId}-${runnerToken(runner)}`, rootfs, hostname: hostnameFor(runner), memoryBytes: memory?.bytes });
+    // CACHE dirs of the whole Layerfile (up to a SKIP that holds) are mounted when the machine starts:
+    // see cacheDirs.ts for why, and for the lock held until the machine is gone.
+    const cacheDirs = await machineCacheDirs(instructions.slice(0, skipAt), startState, baseEnv, rootfs);
+    if (cacheDirs.length > 0) {
+      if (!deps.cacheDirs) throw new StrataError('STRATA_INTERNAL', `${node.path}: CACHE needs a cache dir store and the engine has none`);
+      cacheLease = await deps.cacheDirs.acquire({ repo: ctx.repo, layerfile: node.path, paths: cacheDirs.map((d) => d.path), throwaway: ctx.noCacheDirs ?? false });
+      for (const note of cacheLease.notes) outputTo(steps[firstToRun]!.step)('stderr', `strata: ${note}\n`);
+    }
+    machine = await deps.sandbox.start({ id: `${ctx.runId}-${runnerToken(runner)}`, rootfs, hostname: hostnameFor(runner), memoryBytes: memory?.bytes, mounts: cacheLease?.mounts });
+    // Users of CACHE lines already behind us exist in the restored machine; later ones are claimed by their CACHE step.
+    await claimCacheDirs(machine, cacheDirs, baseEnv);
     const traceCopies = async (records: CopyRecord[]): Promise<void> => {
       for (const record of records) await attachTracer(deps, machine as EngineMachine, sessions, record, rootfs);
     };
@@ -286,7 +324,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     // that runs (a session attributes touches before a beginStep to that step).
     const firstStep = steps[firstToRun] as StepEntry;
     for (const command of background) {
-      const started = await machine.startBackground({ ...command, onOutput: outputTo(firstStep.step) });
+      const started = await machine.startBackground({ ...command, env: withSecrets(command.env, command.secrets), onOutput: outputTo(firstStep.step) });
       const ended = await started.exitedWithin(BACKGROUND_CHECK_MS);
       if (ended && ended.exitCode !== 0) {
         throw new StrataError('STRATA_ENGINE', `${node.path}: re-launching background command \`${command.command}\` failed: it ${describeFailure(ended)} within ${BACKGROUND_CHECK_MS / 1000} s`, {
@@ -329,7 +367,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       };
       const runInMachine = async (command: string, as: ExecState): Promise<typeof outcome> => {
         await Promise.all(sessions.map((t) => t.session.beginStep(s.step)));
-        const result = await (machine as EngineMachine).exec({ command: runScript(command, as), env: execEnv(baseEnv, as), workdir: as.workdir, user: as.user, onOutput: output });
+        const result = await (machine as EngineMachine).exec({ command: runScript(command, as), env: withSecrets(execEnv(baseEnv, as), as.secrets), workdir: as.workdir, user: as.user, onOutput: output });
         await freeze();
         const traces = await Promise.all(sessions.map((t) => t.session.endStep()));
         return { trace: mergeTraces(traces), failure: result.exitCode === 0 ? null : describeFailure(result) };
@@ -337,7 +375,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       // RUN BACKGROUND: the step's window is the start plus the check; the process runs on after it.
       const startInMachine = async (command: BackgroundCommand): Promise<typeof outcome> => {
         await Promise.all(sessions.map((t) => t.session.beginStep(s.step)));
-        const started = await (machine as EngineMachine).startBackground({ ...command, onOutput: output });
+        const started = await (machine as EngineMachine).startBackground({ ...command, env: withSecrets(command.env, command.secrets), onOutput: output });
         const ended = await started.exitedWithin(BACKGROUND_CHECK_MS);
         await freeze();
         const traces = await Promise.all(sessions.map((t) => t.session.endStep()));
@@ -350,7 +388,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       switch (instruction.kind) {
         case 'run':
           if (instruction.mode === 'background') {
-            outcome = await startInMachine({ command: runScript(instruction.command, state), env: execEnv(baseEnv, state), workdir: state.workdir, user: state.user });
+            outcome = await startInMachine({ command: runScript(instruction.command, state), env: execEnv(baseEnv, state), workdir: state.workdir, user: state.user, ...(state.secrets?.length ? { secrets: state.secrets } : {}) });
           } else {
             outcome = await runInMachine(instruction.command, state);
           }
@@ -364,6 +402,16 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
           await freeze();
           outcome = { trace: mergeTraces(await Promise.all(sessions.map((t) => t.session.endStep()))), failure: null };
           stepCopies = await copyIntoMachine({ repoDir: ctx.repoDir, tree: ctx.tree, rootfs, layerfilePath: node.path, sources: instruction.sources, dest: instruction.dest, workdir: state.workdir });
+          await traceCopies(stepCopies);
+          copies.push(...stepCopies);
+          break;
+        }
+        case 'clone': {
+          // Like COPY (above), from the remote's tree fetched before planning.
+          await Promise.all(sessions.map((t) => t.session.beginStep(s.step)));
+          await freeze();
+          outcome = { trace: mergeTraces(await Promise.all(sessions.map((t) => t.session.endStep()))), failure: null };
+          stepCopies = await cloneIntoMachine({ remotes: deps.remotes, clones, layerfilePath: node.path, instruction, rootfs, workdir: state.workdir });
           await traceCopies(stepCopies);
           copies.push(...stepCopies);
           break;
@@ -382,6 +430,10 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
           state = applyToState(state, instruction, baseEnv);
           break;
         }
+        case 'cache':
+          // The directories are mounted already; give them to this line's user, who may be new.
+          await claimCacheDirs(machine, cacheDirs.filter((d) => d.line === instruction.range.line), baseEnv);
+          break;
         default:
           // ENV, SETUP FILE, BUILD ENV: they change how later steps run, not the machine.
           state = applyToState(state, instruction, baseEnv);
@@ -390,7 +442,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       const durationMs = deps.now() - started;
       const { trace, failure } = outcome;
 
-      const changesMachine = instruction.kind === 'run' || instruction.kind === 'copy' || instruction.kind === 'workdir' || instruction.kind === 'user';
+      const changesMachine = instruction.kind === 'run' || instruction.kind === 'copy' || instruction.kind === 'clone' || instruction.kind === 'workdir' || instruction.kind === 'user';
       let snapshot: SnapshotName | null = null;
       if (changesMachine || failure) {
         stateId = randomUUID();
@@ -431,6 +483,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   } finally {
     for (const { session } of sessions) await session.detach().catch(() => {});
     if (machine) await machine.destroy().catch(() => {});
+    await cacheLease?.release();
     await deps.snapshots.remove(activeKey).catch(() => {});
   }
 }

@@ -12,12 +12,15 @@ import { commitInfo, readLayerfilesFromTree, repoRoot, workingTreeId, type Commi
 import type { EngineDeps } from './ports.js';
 import type { RunSummary } from './reporter.js';
 import { runLayerfile, type LayerfileOutcome, type RunContext } from './runLayerfile.js';
+import { assertSecretsPresent, maskingReporter, noSecrets, SecretMasker, type Secrets } from './secrets.js';
 
 export interface RunOptions {
   repoDir: string;
   /** A git revision to run; undefined runs the working tree as it is (tracked + untracked, not ignored). */
   commit?: string | undefined;
   noCache?: boolean;
+  /** Run with empty, throwaway CACHE directories; the persistent ones are not touched. */
+  noCacheDirs?: boolean | undefined;
   acceptButtons?: boolean;
   /**
    * Run only the Layerfiles under this repo-relative directory (and the Layerfiles they inherit from or
@@ -25,6 +28,8 @@ export interface RunOptions {
    * `strata run services/api` runs that subtree.
    */
   subdir?: string | undefined;
+  /** Values for SECRET ENV. They are masked in every event this run reports. */
+  secrets?: Secrets | undefined;
 }
 
 export interface RunResult extends RunSummary {
@@ -45,7 +50,10 @@ export function newRunId(now: number): string {
   return `run-${stamp}-${randomBytes(3).toString('hex')}`;
 }
 
-export async function runRepository(options: RunOptions, deps: EngineDeps): Promise<RunResult> {
+export async function runRepository(options: RunOptions, engineDeps: EngineDeps): Promise<RunResult> {
+  const secrets = options.secrets ?? noSecrets;
+  // Every event leaves the engine through this reporter: secret values never reach a log.
+  const deps: EngineDeps = { ...engineDeps, reporter: maskingReporter(engineDeps.reporter, new SecretMasker(secrets.values.values()), engineDeps.now) };
   const started = deps.now();
   const repo = await repoRoot(options.repoDir);
   let commit: CommitInfo | null = null;
@@ -89,6 +97,7 @@ export async function runRepository(options: RunOptions, deps: EngineDeps): Prom
   const graph = buildGraph(layerfiles);
   problems.push(...graph.errors.map((e) => e.format()));
   if (problems.length > 0) throw new LayerfileProblems(problems);
+  assertSecretsPresent(layerfiles, secrets);
 
   const runId = newRunId(started);
   const nodes = new Map(graph.nodes.map((n) => [n.path, n]));
@@ -111,7 +120,7 @@ export async function runRepository(options: RunOptions, deps: EngineDeps): Prom
     ),
   });
 
-  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false };
+  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, secrets, noCacheDirs: options.noCacheDirs ?? false };
   const outcomes = new Map<string, LayerfileOutcome>();
   for (const level of graph.levels) {
     await mapLimited(level, deps.parallelism, async (path) => {

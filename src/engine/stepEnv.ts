@@ -52,6 +52,11 @@ export interface ExecState {
   workdir: string;
   user: string;
   setupFiles: string[];
+  /**
+   * Names SECRET ENV made available from its line on. Only names: the values are added to a process's
+   * environment at exec time (runLayerfile), so they are never part of this state or of ENV expansion.
+   */
+  secrets?: string[] | undefined;
 }
 
 export const initialExecState = (): ExecState => ({ env: {}, workdir: '/root', user: 'root', setupFiles: [] });
@@ -86,6 +91,8 @@ export function applyToState(state: ExecState, instruction: Instruction, base: R
       return { ...state, user: instruction.name };
     case 'setupFile':
       return { ...state, setupFiles: [...state.setupFiles, ...instruction.paths.map((p) => resolveWorkdir(state.workdir, p))] };
+    case 'secretEnv':
+      return { ...state, secrets: [...new Set([...(state.secrets ?? []), ...instruction.names])] };
     default:
       return state;
   }

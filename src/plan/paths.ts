@@ -21,11 +21,20 @@ export function normalizeCopy(copy: CopyRecord): CopyRecord {
   return { source: normalizeSourcePath(copy.source), dest: normalizeMachinePath(copy.dest) };
 }
 
+/**
+ * Source paths of CLONEd repositories live under this prefix (`.git/clone/<id>/<path>`, see
+ * src/engine/clone.ts). Git never stores a `.git` path, so they cannot collide with the repository's
+ * own paths; a copy of the repository root does not include them.
+ */
+export const CLONE_SOURCE_PREFIX = '.git/clone/';
+
 /** Where `sourcePath` landed through `copy`, or null when the copy did not include it. Expects normalized values. */
 export function mapThroughCopy(copy: CopyRecord, sourcePath: string): string | null {
   let relative: string;
-  if (copy.source === '') relative = sourcePath;
-  else if (sourcePath === copy.source) relative = '';
+  if (copy.source === '') {
+    if (sourcePath.startsWith(CLONE_SOURCE_PREFIX)) return null;
+    relative = sourcePath;
+  } else if (sourcePath === copy.source) relative = '';
   else if (sourcePath.startsWith(copy.source + '/')) relative = sourcePath.slice(copy.source.length + 1);
   else return null;
   if (relative === '') return copy.dest;

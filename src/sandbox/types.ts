@@ -21,6 +21,19 @@ export interface MachineSpec {
   /** Maximum number of processes/threads in the machine. Default 4096. */
   pidsLimit?: number;
   network: NetworkMode;
+  /**
+   * Host directories bind-mounted at machine paths when the machine starts (CACHE dirs), in order
+   * (parents before children). A missing mountpoint is created in the rootfs (an empty directory,
+   * root-owned); what is written there goes to the host directory, never into the rootfs.
+   */
+  mounts?: readonly DirectoryMount[];
+}
+
+export interface DirectoryMount {
+  /** Absolute host path of a directory. */
+  source: string;
+  /** Absolute machine path. */
+  destination: string;
 }
 
 export interface OutputChunk {

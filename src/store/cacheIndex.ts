@@ -15,6 +15,8 @@ export interface BackgroundCommand {
   env: Record<string, string>;
   workdir: string;
   user: string;
+  /** SECRET ENV names whose values are added to `env` at each (re-)launch; values are never stored. */
+  secrets?: string[] | undefined;
 }
 
 export interface ChainStepRecord {
@@ -43,6 +45,18 @@ export interface ChainRecord {
   createdAt: number;
   complete: boolean;
   steps: ChainStepRecord[];
+  /** The remote trees CLONE steps copied from (inherited ones included); absent means none. */
+  clones?: ChainClone[] | undefined;
+}
+
+/** One CLONEd remote as a chain saw it: its source namespace in the planner's paths and its tree then. */
+export interface ChainClone {
+  /** Prefix of its paths among the planner's source paths, e.g. '.git/clone/1a2b3c4d'. */
+  namespace: string;
+  url: string;
+  branch: string;
+  commit: string;
+  tree: string;
 }
 
 export interface CacheIndex {
@@ -64,6 +78,7 @@ interface ChainRow {
   run_id: string;
   created_at: number;
   complete: number;
+  clones: string;
 }
 
 interface StepRow {
@@ -86,7 +101,7 @@ export function createCacheIndex(db: Db): CacheIndex {
     ORDER BY c.created_at DESC, c.rowid DESC LIMIT ?`);
   const selectSteps = db.prepare<[string], StepRow>('SELECT * FROM chain_steps WHERE chain_id = ? ORDER BY idx');
   const insertChain = db.prepare(
-    'INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at, complete) VALUES (?, ?, ?, ?, ?, ?, ?, 0)',
+    'INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at, complete, clones) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)',
   );
   const insertStep = db.prepare(
     `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable, succeeded, background)
@@ -119,11 +134,12 @@ export function createCacheIndex(db: Db): CacheIndex {
         createdAt: row.created_at,
         complete: row.complete === 1,
         steps: selectSteps.all(row.id).map(toStep),
+        clones: JSON.parse(row.clones) as ChainClone[],
       }));
     },
     startChain(chain, now) {
       const id = randomUUID();
-      insertChain.run(id, chain.repo, chain.runner, chain.layerfile, chain.tree, chain.runId, now);
+      insertChain.run(id, chain.repo, chain.runner, chain.layerfile, chain.tree, chain.runId, now, JSON.stringify(chain.clones ?? []));
       return id;
     },
     addStep(chainId, step) {

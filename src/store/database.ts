@@ -82,6 +82,11 @@ const MIGRATIONS: string[] = [
   -- JSON [{command, env, workdir, user}]). A restore re-launches those of the restore point.
   ALTER TABLE chain_steps ADD COLUMN background TEXT NOT NULL DEFAULT '[]';
   `,
+  `
+  -- CLONE: the remote trees a chain's machine holds, JSON [{namespace, url, branch, commit, tree}]. The
+  -- next run diffs each against the remote's new tree (src/engine/clone.ts).
+  ALTER TABLE chains ADD COLUMN clones TEXT NOT NULL DEFAULT '[]';
+  `,
 ];
 
 /** Opens (creating if needed) the database at `file` and brings its schema up to date. */

@@ -288,6 +288,26 @@ export function runSandboxConformance(options: ConformanceOptions): void {
     assert.doesNotMatch(hostMounts, /strata-probe/, 'the mount stays inside the machine');
   });
 
+  rootTest('spec.mounts: host directories at machine paths (created if missing, nested), writes reach the host, not the rootfs', async (t) => {
+    const hostDirs = mkdtempSync(join(tmpdir(), 'strata-sandbox-mounts-'));
+    t.after(() => rm(hostDirs, { recursive: true, force: true }));
+    const outer = join(hostDirs, 'outer');
+    const inner = join(hostDirs, 'inner');
+    await exec('mkdir', ['-p', outer, inner]);
+    writeFileSync(join(outer, 'kept'), 'from the host\n');
+    const machine = await startMachine(t, { mounts: [{ source: outer, destination: '/var/cache/outer' }, { source: inner, destination: '/var/cache/outer/inner' }] });
+    const result = await run(machine, 'cat /var/cache/outer/kept && echo written > /var/cache/outer/new && echo deeper > /var/cache/outer/inner/file');
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.equal(result.stdout, 'from the host\n');
+    assert.equal(readFileSync(join(outer, 'new'), 'utf8'), 'written\n');
+    assert.equal(readFileSync(join(inner, 'file'), 'utf8'), 'deeper\n');
+    // The machine's root holds only the (empty) mountpoint: the content lives on the host side.
+    const inRoot = await exec('find', [join(machine.rootfs, 'var/cache/outer')]);
+    assert.equal(inRoot.stdout.trim(), join(machine.rootfs, 'var/cache/outer'));
+    const invalid = options.sandbox().start({ id: uniqueId('m'), network: 'none', rootfs: machine.rootfs, mounts: [{ source: inner, destination: '/a/../../escape' }] });
+    await assert.rejects(invalid, /invalid mount destination/);
+  });
+
   rootTest('destroy kills everything and leaves nothing behind; it is idempotent', async (t) => {
     const machine = await startMachine(t, { network: 'outbound', memoryBytes: 128 * 1024 * 1024 });
     await run(machine, 'setsid sleep 7171 >/dev/null 2>&1 &');

@@ -50,6 +50,7 @@ test('cache index keeps each step\'s background commands; a database from before
   let db = openDatabase(file);
   const latest = db.pragma('user_version', { simple: true }) as number;
   db.exec('ALTER TABLE chain_steps DROP COLUMN background');
+  db.exec('ALTER TABLE chains DROP COLUMN clones'); // added by a later migration (CLONE)
   db.pragma('user_version = 1');
   db.prepare("INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at) VALUES ('old', '/r', 'main', 'Layerfile', 't0', 'r0', 1)").run();
   db.prepare("INSERT INTO chain_steps (chain_id, idx, definition_key, state_id, trace) VALUES ('old', 0, 'k0', 's', NULL)").run();

@@ -59,6 +59,11 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(spec.id)) {
       throw new StrataError('STRATA_SANDBOX_START', `invalid machine id ${JSON.stringify(spec.id)}`);
     }
+    for (const mount of spec.mounts ?? []) {
+      if (!mount.destination.startsWith('/') || mount.destination.split('/').includes('..')) {
+        throw new StrataError('STRATA_SANDBOX_START', `invalid mount destination ${JSON.stringify(mount.destination)}`);
+      }
+    }
     const name = prefix + spec.id;
     const stateDir = join(machinesDir, name);
     mkdirSync(machinesDir, { recursive: true });
@@ -80,6 +85,7 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
       await writeFile(join(stateDir, 'resolv.conf'), `nameserver ${slirpDns}\n`);
       fileMounts.push({ source: join(stateDir, 'resolv.conf'), destination: '/etc/resolv.conf' });
     }
+    for (const mount of spec.mounts ?? []) fileMounts.push({ source: mount.source, destination: mount.destination });
     const config = machineConfig({
       rootfs: spec.rootfs,
       hostname,

@@ -62,7 +62,7 @@ export interface MachineConfigInput {
   /** Also limit memory+swap (v1 memsw) so that the limit cannot be dodged by swapping. */
   limitSwap: boolean;
   pidsLimit: number;
-  /** Host files bind-mounted over machine paths (resolv.conf, hosts). */
+  /** Host files and directories bind-mounted over machine paths (resolv.conf, hosts, CACHE dirs), in order. */
   fileMounts: { source: string; destination: string }[];
 }
 
