@@ -27,6 +27,7 @@ import type { Instruction } from '../layerfile/types.js';
 import { resolveMachineUser } from '../sandbox/users.js';
 import type { EngineMachine } from './ports.js';
 import { applyToState, shellQuote, type ExecState } from './stepEnv.js';
+import { isProcessAlive } from '../util/process.js';
 
 export interface CacheDirRequest {
   repo: string;
@@ -172,15 +173,6 @@ function ancestorsBelow(top: string, path: string): string[] {
   return parts.map((_, i) => `${top}/${parts.slice(0, i + 1).join('/')}`);
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Lock files held by this process (same pid, so the pid in the file cannot tell them apart). */
 const heldHere = new Set<string>();
 
@@ -208,7 +200,7 @@ async function tryLock(dir: string): Promise<{ release(): Promise<void> } | { ho
     }
     const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
     // A half-written lock (pid not yet written) is young: treat it as held rather than racing it.
-    if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) return { holder };
+    if (Number.isInteger(holder) && holder > 0 && isProcessAlive(holder)) return { holder };
     if (!Number.isInteger(holder) || holder <= 0) {
       const age = Date.now() - (await lstat(file).then((s) => s.mtimeMs, () => 0));
       if (age < 5_000) return { holder: 0 };
@@ -344,7 +336,7 @@ export async function pruneCacheDirs(root: string, options: { olderThanMs?: numb
   const throwaways = await readdir(join(root, 'throwaway')).catch(() => [] as string[]);
   for (const name of throwaways) {
     const pid = Number(name.split('-')[0]);
-    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) continue;
+    if (Number.isInteger(pid) && pid > 0 && isProcessAlive(pid)) continue;
     await rm(join(root, 'throwaway', name), { recursive: true, force: true });
     result.removedThrowaway.push(join(root, 'throwaway', name));
   }

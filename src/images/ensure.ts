@@ -13,6 +13,7 @@ import { StrataError } from '../errors.js';
 import { snapshotKey, snapshotName, type SnapshotName, type SnapshotStore } from '../snapshot/types.js';
 import { execOrThrow } from '../util/exec.js';
 import { findRecipe, imageTablePath, loadImageTable, recipeHash, type ImageRecipe } from './table.js';
+import { isProcessAlive } from '../util/process.js';
 
 export type ImageProgressPhase = 'cached' | 'wait' | 'check-mirror' | 'download' | 'extract' | 'commit';
 
@@ -218,7 +219,7 @@ async function buildCachedTar(request: BuildRequest): Promise<'cache' | 'built'>
 async function tryLock(lockPath: string): Promise<boolean> {
   if (await tryLockOnce(lockPath)) return true;
   const holder = Number.parseInt(await readFile(lockPath, 'utf8').catch(() => ''), 10);
-  const alive = Number.isInteger(holder) && holder > 0 && processAlive(holder);
+  const alive = Number.isInteger(holder) && holder > 0 && isProcessAlive(holder);
   // An empty lock may be one being written this instant: only a stale-looking old one is taken over.
   const age = Date.now() - ((await stat(lockPath).catch(() => undefined))?.mtimeMs ?? Date.now());
   if (alive || (!Number.isInteger(holder) && age <= 10_000)) return false;
@@ -235,15 +236,6 @@ async function tryLockOnce(lockPath: string): Promise<boolean> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -5,18 +5,10 @@
 import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
+import { isProcessAlive } from '../util/process.js';
 
 export interface StoreLock {
   release(): Promise<void>;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -46,7 +38,7 @@ export async function lockStore(root: string, options: { waitMs?: number; onWait
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new StrataError('STRATA_STORE', `cannot lock the store ${root}`, { cause: error });
     }
     const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-    if (!Number.isInteger(holder) || holder <= 0 || !isAlive(holder)) {
+    if (!Number.isInteger(holder) || holder <= 0 || !isProcessAlive(holder)) {
       // Stale (its owner died) or half-written: remove it and try again. Known gap: two processes
       // taking over the same stale lock at the same instant can both succeed (one removes the
       // other's fresh lock); it needs a crash followed by two simultaneous starts.

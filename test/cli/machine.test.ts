@@ -1,18 +1,17 @@
 // `strata machine run` as a real process on a throwaway store: output streams through, the exit code is
 // the command's, and nothing stays behind (the store's image is unmounted and detached, the temporary
 // snapshot and the machine are gone).
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machineRunSandboxPlace, parseMemorySize, shellCommandLine } from '../../src/cli/commands/machine.js';
 import { openBtrfsStore } from '../../src/snapshot/btrfs.js';
 import { exec } from '../../src/util/exec.js';
 import { requireRoot } from '../helpers/env.js';
+import { temporaryStore } from '../helpers/store.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const entry = fileURLToPath(new URL('./strata.ts', import.meta.url));
@@ -27,21 +26,6 @@ function strata(args: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 
 const storeMounted = (store: string): boolean => readFileSync('/proc/mounts', 'utf8').includes(` ${join(store, 'snapshots')} `);
-
-/** A temporary store, unmounted, detached and deleted after the test even when the CLI left it mounted. */
-async function temporaryStore(t: TestContext): Promise<string> {
-  const store = await mkdtemp(join(tmpdir(), 'strata-cli-machine-'));
-  t.after(async () => {
-    if (storeMounted(store)) await exec('umount', [join(store, 'snapshots')]);
-    const image = join(store, 'snapshots.img');
-    if (existsSync(image)) {
-      const loops = await exec('losetup', ['--noheadings', '--output', 'NAME', '--associated', image]);
-      for (const device of loops.stdout.split('\n').filter(Boolean)) await exec('losetup', ['--detach', device.trim()]);
-    }
-    await rm(store, { recursive: true, force: true });
-  });
-  return store;
-}
 
 test('shellCommandLine quotes each argument for bash', () => {
   assert.equal(shellCommandLine(['cat', '/etc/os-release']), 'cat /etc/os-release');
@@ -58,7 +42,7 @@ test('parseMemorySize reads K/M/G sizes and rejects others', () => {
 
 test('strata machine run: output, exit code, and a clean store afterwards', { timeout: 600_000 }, async (t) => {
   if (!requireRoot(t)) return;
-  const store = await temporaryStore(t);
+  const store = await temporaryStore(t, 'strata-cli-machine-');
 
   const osRelease = await strata(['machine', 'run', '--store', store, '--from', 'vm/debian:12', '--', 'cat', '/etc/os-release']);
   assert.equal(osRelease.code, 0, osRelease.stderr);

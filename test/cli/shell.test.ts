@@ -2,15 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pickShellSnapshot } from '../../src/cli/commands/shell.js';
 import type { RunRecord } from '../../src/store/runs.js';
-import { exec } from '../../src/util/exec.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';
+import { temporaryStore } from '../helpers/store.js';
 
 const entry = fileURLToPath(new URL('./strata.ts', import.meta.url));
 
@@ -44,17 +41,7 @@ test('pickShellSnapshot: the failed step by default, a given step on request, cl
 
 test('strata shell opens the machine as the failed step left it, and discards what the shell does', { timeout: 300_000 }, async (t) => {
   if (!requireRoot(t)) return;
-  const store = mkdtempSync(join(tmpdir(), 'strata-cli-shell-'));
-  t.after(async () => {
-    const mountpoint = join(store, 'snapshots');
-    if (readFileSync('/proc/mounts', 'utf8').includes(` ${mountpoint} `)) await exec('umount', [mountpoint]);
-    const image = join(store, 'snapshots.img');
-    if (existsSync(image)) {
-      const loops = await exec('losetup', ['--noheadings', '--output', 'NAME', '--associated', image]);
-      for (const device of loops.stdout.split('\n').filter(Boolean)) await exec('losetup', ['--detach', device.trim()]);
-    }
-    rmSync(store, { recursive: true, force: true });
-  });
+  const store = await temporaryStore(t, 'strata-cli-shell-');
   const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN echo state-at-failure > /root/marker && exit 3\n' });
   const failed = await strata(['run', '--plain', '--store', store, repo.dir]);
   assert.equal(failed.code, 1, failed.stderr);

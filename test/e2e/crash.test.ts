@@ -3,9 +3,9 @@
 // steps whose snapshots and index rows were written, and the next run is correct.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireRoot } from '../helpers/env.js';
@@ -13,6 +13,7 @@ import { createGitRepo } from '../helpers/engine.js';
 import { openEngine } from '../../src/cli/compose.js';
 import { runRepository } from '../../src/engine/runRepository.js';
 import type { StepStatus } from '../../src/engine/reporter.js';
+import { removeStore } from '../helpers/store.js';
 
 const cli = join(import.meta.dirname, '..', 'cli', 'strata.ts');
 
@@ -22,14 +23,11 @@ test('a run killed mid-step leaves a store the next run recovers and reuses', { 
   let child: ReturnType<typeof spawn> | undefined;
   // One cleanup, in order (Node 20 runs t.after hooks in registration order): the CLI process first,
   // then the store it used.
-  t.after(() => {
+  t.after(async () => {
     child?.kill('SIGKILL');
     // The killed process mounted the store's image; the engine that reopened it found it mounted and
-    // so leaves it mounted on close. Unmount and detach here.
-    spawnSync('umount', [join(store, 'snapshots')]);
-    const loops = spawnSync('losetup', ['-j', join(store, 'snapshots.img')], { encoding: 'utf8' }).stdout;
-    for (const line of loops.split('\n')) if (line.includes(':')) spawnSync('losetup', ['-d', line.slice(0, line.indexOf(':'))]);
-    rmSync(store, { recursive: true, force: true });
+    // so leaves it mounted on close.
+    await removeStore(store);
   });
   const layerfile = (last: string) => `FROM vm/debian:12\nCOPY . .\nRUN cat file1\n${last}\n`;
   const repo = createGitRepo(t, { Layerfile: layerfile('RUN echo started && sleep 600'), file1: 'one\n' });

@@ -3,13 +3,12 @@
 // files, the loop image) holds it, only a changed value reruns from the SECRET ENV line on, a restored
 // RUN BACKGROUND gets it again, and a missing secret fails before anything runs. Then the CLI's
 // `strata run --secrets FILE` and `STRATA_SECRET_<NAME>`.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StrataError } from '../../src/errors.js';
@@ -17,6 +16,7 @@ import type { Secrets } from '../../src/engine/secrets.js';
 import { exec } from '../../src/util/exec.js';
 import { createGitRepo, createTestEngine } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';
+import { temporaryStore } from '../helpers/store.js';
 
 // Steps: 0 COPY, 1 RUN, 2 SECRET ENV, 3 RUN (prints), 4 RUN BACKGROUND (needs the value to stay up), 5 RUN.
 const LAYERFILE = `FROM vm/debian:12
@@ -121,24 +121,9 @@ function strata(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number;
   });
 }
 
-/** A temporary store, unmounted, detached and deleted after the test even when the CLI left it mounted. */
-async function temporaryStore(t: TestContext): Promise<string> {
-  const store = await mkdtemp(join(tmpdir(), 'strata-e2e-secrets-'));
-  t.after(async () => {
-    if (readFileSync('/proc/mounts', 'utf8').includes(` ${join(store, 'snapshots')} `)) await exec('umount', [join(store, 'snapshots')]);
-    const image = join(store, 'snapshots.img');
-    if (existsSync(image)) {
-      const loops = await exec('losetup', ['--noheadings', '--output', 'NAME', '--associated', image]);
-      for (const device of loops.stdout.split('\n').filter(Boolean)) await exec('losetup', ['--detach', device.trim()]);
-    }
-    await rm(store, { recursive: true, force: true });
-  });
-  return store;
-}
-
 test('strata run --secrets FILE / STRATA_SECRET_<NAME>: the file wins, output masked, missing secret named', { timeout: 600_000 }, async (t) => {
   if (!requireRoot(t)) return;
-  const store = await temporaryStore(t);
+  const store = await temporaryStore(t, 'strata-e2e-secrets-');
   const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nSECRET ENV API_TOKEN OTHER\nRUN echo "token is $API_TOKEN, other is $OTHER" && echo -n "$API_TOKEN$OTHER" | sha256sum\n' });
   const fromFile = newSecret();
   const fromEnv = newSecret();

@@ -15,8 +15,6 @@ const SEED = 0x5eed1a7e;
 const random = mulberry32(SEED);
 const int = (n: number): number => Math.floor(random() * n);
 const pick = <T>(items: readonly T[]): T => items[int(items.length)] as T;
-const some = (items: readonly string[], min: number, max: number): string =>
-  Array.from({ length: min + int(max - min + 1) }, () => pick(items)).join(' ');
 
 /** A pool of choices: `ok` ones keep a line valid, `bad` ones may not. Strict files draw only `ok`. */
 interface Pool { ok: readonly string[]; bad: readonly string[] }

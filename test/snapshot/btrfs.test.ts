@@ -100,7 +100,8 @@ test('btrfs: reopening reuses a loop device still attached to the image', async 
 test('btrfs: a root already on btrfs is used directly and close leaves its mount alone', async (t) => {
   if (!requireRoot(t)) return;
   const { dir, closeLater } = await tempDir(t);
-  const outer = closeLater(await openBtrfsStore({ root: join(dir, 'outer'), imageSizeBytes }));
+  // The outer store mounts a btrfs image at dir/outer; the inner store lives on that btrfs.
+  closeLater(await openBtrfsStore({ root: join(dir, 'outer'), imageSizeBytes }));
   const innerRoot = join(dir, 'outer', 'nested-store');
   const inner = await openBtrfsStore({ root: innerRoot, imageSizeBytes });
   await inner.prepare(key('k'));

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { StrataError } from '../../errors.js';
 import { snapshotKey, type SnapshotStore } from '../../snapshot/types.js';
 import { storePaths } from '../compose.js';
+import { isProcessAlive } from '../../util/process.js';
 
 export interface MachineRunOptions {
   from: string;
@@ -48,15 +49,6 @@ export function parseMemorySize(text: string): number {
   return bytes;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** The pid that owns an id made by `machine run` (`machine-run-<pid>-<random>`), else undefined. */
 function ownerPid(id: string): number | undefined {
   const match = new RegExp(`${ownedPrefix}(\\d+)-`).exec(id);
@@ -70,12 +62,12 @@ async function reapDeadOwners(snapshots: SnapshotStore, stateRoot: string, prefi
   const deadPids = new Set<number>();
   for (const name of machineNames) {
     const pid = ownerPid(name);
-    if (pid !== undefined && !processAlive(pid)) deadPids.add(pid);
+    if (pid !== undefined && !isProcessAlive(pid)) deadPids.add(pid);
   }
   for (const pid of deadPids) await createRuncSandbox({ prefix: `${prefix}${ownedPrefix}${pid}-`, stateRoot }).reapLeftovers();
   for (const snapshot of await snapshots.list()) {
     const pid = snapshot.kind === 'active' ? ownerPid(snapshot.id) : undefined;
-    if (pid !== undefined && snapshot.id.startsWith(ownedPrefix) && !processAlive(pid)) await snapshots.remove(snapshot.id);
+    if (pid !== undefined && snapshot.id.startsWith(ownedPrefix) && !isProcessAlive(pid)) await snapshots.remove(snapshot.id);
   }
 }
 
