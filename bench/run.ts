@@ -14,6 +14,8 @@ const SUITES: Suite[] = [
   { name: 'trace', load: async () => (await import('./trace.js')).benchTrace },
   { name: 'trace-real', load: async () => (await import('./trace-real.js')).benchTraceReal },
   { name: 'engine', load: async () => (await import('./engine.js')).benchEngine },
+  { name: 'cachedirs', load: async () => (await import('./cachedirs.js')).benchCacheDirs },
+  { name: 'buildkit', load: async () => (await import('./buildkit.js')).benchBuildkit },
 ];
 
 function formatMs(ms: number): string {
