@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import { StrataError } from '../errors.js';
 import type { GraphNode } from '../layerfile/graph.js';
 import type { Instruction } from '../layerfile/types.js';
-import { definitionKeys, imageIdentity, isStep, layerfileIdentity } from '../plan/definitionKey.js';
+import { definitionKeys, imageIdentity, isStep, layerfileIdentity, sha256Hex } from '../plan/definitionKey.js';
 import { isSameOrUnder } from '../plan/paths.js';
 import { plan as planRestore } from '../plan/planner.js';
 import type { CachedChain, CopyRecord, PlanStep, RestorePlan, StepExplanation as PlanExplanation } from '../plan/types.js';
@@ -74,9 +74,38 @@ interface StepEntry {
 const BACKGROUND_CHECK_MS = 2000;
 
 /** Directives the engine does not execute yet: refuse clearly rather than run them wrongly. */
-const NOT_YET: Partial<Record<Instruction['kind'], string>> = {
-  split: 'SPLIT',
-};
+const NOT_YET: Partial<Record<Instruction['kind'], string>> = {};
+
+type SplitInstruction = Extract<Instruction, { kind: 'split' }>;
+
+/**
+ * One copy of a Layerfile with `SPLIT n`: every copy is a run of the whole Layerfile (its own runner,
+ * its own cache chains) whose environment has SPLIT/SPLIT_NUM from the SPLIT line on. Copy 0 runs the
+ * shared prefix; the others start after it reached the SPLIT and restore its pre-split snapshot
+ * (runRepository orders that; here copies > 0 only add copy 0's chains to their candidates).
+ */
+export interface SplitCopy {
+  /** 0..n-1; copy 0 keeps the Layerfile's runner id, copy i is `<id>-<i+1>`. */
+  index: number;
+  /** Copy 0: called once its steps up to and including the SPLIT are done (ran or cached). */
+  onSplitReached?: (() => void) | undefined;
+}
+
+/** The Layerfile's SPLIT, when it has exactly one (more are refused by runLayerfile). */
+export function splitOf(node: GraphNode): SplitInstruction | undefined {
+  const splits = node.layerfile.instructions.filter((i): i is SplitInstruction => i.kind === 'split');
+  return splits.length === 1 ? splits[0] : undefined;
+}
+
+export function copyRunnerId(runner: string, index: number): string {
+  return index === 0 ? runner : `${runner}-${index + 1}`;
+}
+
+/** The runners a Layerfile appears as: its own id, plus `<id>-2` .. `<id>-n` for `SPLIT n`. */
+export function runnerIdsOf(node: GraphNode): string[] {
+  const split = splitOf(node);
+  return split ? Array.from({ length: split.count }, (_, i) => copyRunnerId(node.runnerId, i)) : [node.runnerId];
+}
 
 function explanationOf(explanation: PlanExplanation | undefined): StepExplanation | undefined {
   if (!explanation) return undefined;
@@ -92,9 +121,8 @@ function planSummary(restorePlan: RestorePlan, steps: StepEntry[], relaunching: 
   return `restoring after step ${restorePlan.afterStep + 1}, rerunning from step ${restorePlan.firstRerun + 1}${relaunched}`;
 }
 
-export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: LayerfileOutcome | null): Promise<LayerfileOutcome> {
+export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: LayerfileOutcome | null, copy?: SplitCopy): Promise<LayerfileOutcome> {
   const { deps } = ctx;
-  const runner = node.runnerId;
   const instructions = node.layerfile.instructions;
 
   for (const instruction of instructions) {
@@ -105,6 +133,17 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       });
     }
   }
+  const splits = instructions.filter((i): i is SplitInstruction => i.kind === 'split');
+  if (splits.length > 1) {
+    throw new StrataError('STRATA_ENGINE', `${node.path}:${splits[1]!.range.line}: a second SPLIT (the first is at line ${splits[0]!.range.line}) is not supported yet`, {
+      hint: 'split once per Layerfile; a child Layerfile (FROM ../this) may SPLIT again',
+    });
+  }
+  const split = splits[0];
+  const splitAt = split ? instructions.indexOf(split) : instructions.length;
+  const copyIndex = copy?.index ?? 0;
+  if (copyIndex > 0 && (!split || copyIndex >= split.count)) throw new StrataError('STRATA_INTERNAL', `${node.path}: no SPLIT copy ${copyIndex}`);
+  const runner = copyRunnerId(node.runnerId, copyIndex);
 
   // A SECRET ENV without a value fails the runner before anything runs (runRepository checks the
   // whole run up front too).
@@ -143,8 +182,16 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     inheritedBackground = parent.background ?? [];
   }
 
-  const baseEnv = baseStepEnv({ jobId: ctx.runId, runnerId: runner, repositoryName: posix.basename(ctx.repo), retryIndex: 0, commit: ctx.commit });
-  const keys = definitionKeys(instructions, { parentIdentity, buildEnv: baseEnv, secrets: secrets.values });
+  // Before the SPLIT line every copy sees the same environment (copy 0's runner id, no SPLIT/SPLIT_NUM),
+  // so the prefix a copy restores from copy 0 is what it would have built itself; from the SPLIT line
+  // on it has its own SPLIT, SPLIT_NUM and RUNNER_ID.
+  const identity = { jobId: ctx.runId, runnerId: node.runnerId, repositoryName: posix.basename(ctx.repo), retryIndex: 0, commit: ctx.commit };
+  const prefixEnv = baseStepEnv(identity);
+  const splitEnv = split ? baseStepEnv({ ...identity, runnerId: runner, split: { index: copyIndex, count: split.count, unordered: split.unordered } }) : prefixEnv;
+  const envAt = (instructionIndex: number): Record<string, string> => (instructionIndex >= splitAt ? splitEnv : prefixEnv);
+  // BUILD ENV values come from the prefix environment: after the SPLIT line, what differs between
+  // copies (SPLIT, SPLIT_NUM) is in the SPLIT step's own key (its count, and the index when ordered).
+  const keys = definitionKeys(instructions, { parentIdentity, buildEnv: prefixEnv, secrets: secrets.values, splitIndices: [copyIndex] });
   const allSteps: StepEntry[] = [];
   instructions.forEach((instruction, instructionIndex) => {
     if (isStep(instruction)) allSteps.push({ step: allSteps.length, instructionIndex, instruction, definitionKey: keys[instructionIndex] as string });
@@ -152,7 +199,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   // SKIP REMAINING IF depends only on the step environment (strata's variables and ENV), never on the
   // machine, so where this run stops is known before planning. Steps after a condition that holds are
   // skipped, not cached: the final state is the state before the condition.
-  const skipAt = skipIndex(instructions, startState, baseEnv);
+  const skipAt = skipIndex(instructions, startState, envAt);
   const steps = allSteps.filter((s) => s.instructionIndex < skipAt);
   const skippedSteps = allSteps.filter((s) => s.instructionIndex >= skipAt);
   // BUTTONs before the stop, in order: every one needs approval in every run, cached steps or not.
@@ -174,7 +221,19 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   );
 
   // Candidates: earlier chains of this runner that start the same way, with what changed since.
-  const chains = ctx.noCache || steps.length === 0 ? [] : deps.cacheIndex.candidates(ctx.repo, runner, steps[0]!.definitionKey);
+  // A SPLIT copy > 0 also gets copy 0's chains, this run's included (copy 0 reached the SPLIT before
+  // this copy plans): their keys equal this copy's up to the SPLIT, so with an ordered SPLIT they can
+  // only give a restore point before it (the planner stops at the first differing key) and the prefix
+  // runs once. With UNORDERED the keys stay equal after it too, and this copy may restore state copy 0
+  // built after the SPLIT: allowed on purpose, unordered copies are interchangeable (same SPLIT_NUM,
+  // no SPLIT). With --no-cache, only this run's chain of copy 0 is used (built now, from this tree).
+  const firstCopyChains = copyIndex > 0 && steps.length > 0 ? deps.cacheIndex.candidates(ctx.repo, node.runnerId, steps[0]!.definitionKey) : [];
+  const chains =
+    steps.length === 0
+      ? []
+      : ctx.noCache
+        ? firstCopyChains.filter((c) => c.runId === ctx.runId)
+        : [...deps.cacheIndex.candidates(ctx.repo, runner, steps[0]!.definitionKey), ...firstCopyChains];
   const compared = await Promise.all(
     chains.map(async (record) => {
       // A snapshot the index names but the store lost (removed by hand, a damaged store) is simply
@@ -222,13 +281,22 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
   // Replay the metadata of the cached steps so later steps see the same ENV/WORKDIR/USER.
   let state = startState;
-  for (const s of steps.slice(0, firstToRun)) state = applyToState(state, s.instruction, baseEnv);
+  for (const s of steps.slice(0, firstToRun)) state = applyToState(state, s.instruction, envAt(s.instructionIndex));
 
   const chainId = deps.cacheIndex.startChain({ repo: ctx.repo, runner, layerfile: node.path, tree: ctx.tree, runId: ctx.runId, clones }, deps.now());
   const copies: CopyRecord[] = [...inheritedCopies];
   let stateId = parentIdentity;
   let lastSnapshot: SnapshotName | null = baseSnapshot;
   let stepsCached = 0;
+  // The snapshot recorded for the step just before the current one (null when it had none).
+  let previousStepSnapshot: SnapshotName | null = null;
+  const splitStep = steps.find((s) => s.instruction.kind === 'split')?.step;
+  let splitReached = false;
+  const reachedSplit = (): void => {
+    if (splitReached) return;
+    splitReached = true;
+    copy?.onSplitReached?.();
+  };
 
   // The restored machine's files, brought up to date with this commit.
   let activeKey: SnapshotKey | null = null;
@@ -246,10 +314,21 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       const old = sourceChain?.steps[s.step] as ChainStepRecord;
       const snapshot = s.step === restoredThrough ? restoredSnapshot : null;
       deps.cacheIndex.addStep(chainId, { ...old, definitionKey: s.definitionKey, snapshot });
+      previousStepSnapshot = snapshot;
       for (const copy of old.copies) copies.push(copy);
       stateId = old.stateId;
       if (s.step === restoredThrough) lastSnapshot = restoredSnapshot;
     }
+  }
+
+  // A copy that restored copy 0's prefix reruns its SPLIT line because its index differs, not because
+  // the Layerfile changed: say so.
+  const prefixFrom = sourceChain !== undefined && sourceChain.runner !== runner ? sourceChain.runner : null;
+  function explainStep(step: number): StepExplanation | undefined {
+    if (prefixFrom !== null && split && step === splitStep && step >= firstToRun) {
+      return { cached: false, message: `SPLIT copy ${copyIndex} of ${split.count}: the steps before it were restored from ${prefixFrom}; this copy runs on its own from here` };
+    }
+    return explanationOf(restorePlan.explanations[step]);
   }
 
   // Report the plan step by step.
@@ -259,7 +338,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'skipped', reason: { message: skipped }, durationMs: null, snapshot: null });
   }
   for (const s of steps) {
-    const explanation = explanationOf(restorePlan.explanations[s.step]);
+    const explanation = explainStep(s.step);
     if (s.step < firstToRun) {
       stepsCached++;
       deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'cached', ...(explanation ? { explanation } : {}) });
@@ -268,6 +347,9 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'pending', reason: explanation ?? null, durationMs: null, snapshot: null });
     }
   }
+
+  // The copied steps are in this run's chain: a SPLIT among them lets the other copies start now.
+  if (splitStep !== undefined && splitStep < firstToRun) reachedSplit();
 
   const finish = (status: LayerfileOutcome['status'], stepsRan: number, message?: string): LayerfileOutcome => {
     deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status });
@@ -306,7 +388,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       deps.reporter.onStepOutput?.({ runner, step, stream, data, timeMs: deps.now() });
     // CACHE dirs of the whole Layerfile (up to a SKIP that holds) are mounted when the machine starts:
     // see cacheDirs.ts for why, and for the lock held until the machine is gone.
-    const cacheDirs = await machineCacheDirs(instructions.slice(0, skipAt), startState, baseEnv, rootfs);
+    // (Resolved with the copy's post-SPLIT environment: a CACHE path depends on it only after the SPLIT.)
+    const cacheDirs = await machineCacheDirs(instructions.slice(0, skipAt), startState, splitEnv, rootfs);
     if (cacheDirs.length > 0) {
       if (!deps.cacheDirs) throw new StrataError('STRATA_INTERNAL', `${node.path}: CACHE needs a cache dir store and the engine has none`);
       cacheLease = await deps.cacheDirs.acquire({ repo: ctx.repo, layerfile: node.path, paths: cacheDirs.map((d) => d.path), throwaway: ctx.noCacheDirs ?? false });
@@ -314,7 +397,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     }
     machine = await deps.sandbox.start({ id: `${ctx.runId}-${runnerToken(runner)}`, rootfs, hostname: hostnameFor(runner), memoryBytes: memory?.bytes, mounts: cacheLease?.mounts });
     // Users of CACHE lines already behind us exist in the restored machine; later ones are claimed by their CACHE step.
-    await claimCacheDirs(machine, cacheDirs, baseEnv);
+    await claimCacheDirs(machine, cacheDirs, splitEnv);
     const traceCopies = async (records: CopyRecord[]): Promise<void> => {
       for (const record of records) await attachTracer(deps, machine as EngineMachine, sessions, record, rootfs);
     };
@@ -346,8 +429,10 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         if (between.kind === 'button') requireApproval(between);
       }
       instructionCursor = s.instructionIndex + 1;
+      // Strata's variables for this step (SPLIT/SPLIT_NUM only from the SPLIT line on).
+      const baseEnv = envAt(s.instructionIndex);
 
-      const explanation = explanationOf(restorePlan.explanations[s.step]);
+      const explanation = explainStep(s.step);
       deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'running', ...(explanation ? { explanation } : {}) });
       const started = deps.now();
       // A background process keeps writing to its step's log after the step ended.
@@ -453,6 +538,11 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         }
       } else {
         stateId = `${stateId}+${s.definitionKey}`;
+        // SPLIT changes nothing in the machine: record the previous step's snapshot as the state after
+        // it too, so a later rerun of the post-split steps restores after the SPLIT (and does not show
+        // the SPLIT line as rerun). Restoring there equals restoring after the previous step: touches
+        // by background processes since then belong to the next step's trace either way.
+        if (instruction.kind === 'split') snapshot = previousStepSnapshot;
       }
       if (frozen) await machine.thaw();
       const record: ChainStepRecord = {
@@ -467,6 +557,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         background: [...background],
       };
       deps.cacheIndex.addStep(chainId, record);
+      previousStepSnapshot = snapshot;
+      if (s.step === splitStep) reachedSplit();
       stepsRan++;
       if (snapshot) lastSnapshot = snapshot;
       deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: instruction.range.line, text: instruction.canonical, status: failure ? 'failed' : 'ran', reason: explanation ?? null, durationMs, snapshot });
@@ -528,7 +620,9 @@ function mergeTraces(traces: StepTrace[]): StepTrace {
 }
 
 function runnerToken(runner: string): string {
-  return runner.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 60) || 'runner';
+  const token = runner.replace(/[^A-Za-z0-9_-]/g, '_') || 'runner';
+  // A long id keeps a digest of the whole id: `<id>` and its SPLIT copy `<id>-2` must not share a token.
+  return token.length <= 60 ? token : `${token.slice(0, 51)}-${sha256Hex(runner).slice(0, 8)}`;
 }
 
 function hostnameFor(runner: string): string {

@@ -11,7 +11,7 @@ import { isStep } from '../plan/definitionKey.js';
 import { commitInfo, readLayerfilesFromTree, repoRoot, workingTreeId, type CommitInfo, type TreeId } from '../source/git.js';
 import type { EngineDeps } from './ports.js';
 import type { RunSummary } from './reporter.js';
-import { runLayerfile, type LayerfileOutcome, type RunContext } from './runLayerfile.js';
+import { copyRunnerId, runLayerfile, runnerIdsOf, splitOf, type LayerfileOutcome, type RunContext, type SplitCopy } from './runLayerfile.js';
 import { assertSecretsPresent, maskingReporter, noSecrets, SecretMasker, type Secrets } from './secrets.js';
 
 export interface RunOptions {
@@ -96,6 +96,15 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
   const layerfiles = [...parsedByPath.values()];
   const graph = buildGraph(layerfiles);
   problems.push(...graph.errors.map((e) => e.format()));
+  // A SPLIT copy is a runner of its own (`<id>-2`, ...): its id must not be another Layerfile's.
+  const runnerOwner = new Map(graph.nodes.map((n) => [n.runnerId, n.path]));
+  for (const node of graph.nodes) {
+    for (const id of runnerIdsOf(node).slice(1)) {
+      const other = runnerOwner.get(id);
+      if (other !== undefined) problems.push(`${node.path}:${splitOf(node)?.range.line}: SPLIT names a copy "${id}", which is already the runner of ${other} (rename one with LABEL display_name=...)`);
+      runnerOwner.set(id, node.path);
+    }
+  }
   if (problems.length > 0) throw new LayerfileProblems(problems);
   assertSecretsPresent(layerfiles, secrets);
 
@@ -108,14 +117,11 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
     tree,
     commit: options.commit !== undefined ? commit?.commit ?? null : null,
     runners: graph.levels.flatMap((level, i) =>
-      level.map((path) => {
+      level.flatMap((path) => {
         const node = nodes.get(path) as GraphNode;
-        return {
-          runner: node.runnerId,
-          layerfile: node.path,
-          level: i + 1,
-          steps: node.layerfile.instructions.filter(isStep).map((instr, index) => ({ index, line: instr.range.line, text: instr.canonical })),
-        };
+        const steps = node.layerfile.instructions.filter(isStep).map((instr, index) => ({ index, line: instr.range.line, text: instr.canonical }));
+        // Every SPLIT copy is a runner of its own, with the same steps.
+        return runnerIdsOf(node).map((runner) => ({ runner, layerfile: node.path, level: i + 1, steps }));
       }),
     ),
   });
@@ -144,25 +150,82 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
 }
 
 async function runNode(ctx: RunContext, node: GraphNode, outcomes: Map<string, LayerfileOutcome>): Promise<LayerfileOutcome> {
-  const { deps } = ctx;
   const blocked = node.dependsOn.find((dep) => outcomes.get(dep)?.status !== 'success');
   if (blocked) {
-    const message = `not run: ${blocked} did not succeed`;
-    deps.runLog.setRunner(ctx.runId, { runner: node.runnerId, layerfile: node.path, status: 'skipped', plan: message });
-    deps.reporter.onRunnerEnd?.({ runner: node.runnerId, status: 'error', message });
-    return { status: 'skipped', message, finalSnapshot: null, finalStateId: '', execState: { env: {}, workdir: '/root', user: 'root', setupFiles: [] }, copies: [], stepsRan: 0, stepsCached: 0 };
+    const skipped = runnerIdsOf(node).map((runner) => skipRunner(ctx, node, runner, `not run: ${blocked} did not succeed`));
+    return skipped.length === 1 ? (skipped[0] as LayerfileOutcome) : combineCopies(node, skipped);
   }
   const parent = node.parent?.type === 'layerfile' ? (outcomes.get(node.parent.path) ?? null) : null;
+  const split = splitOf(node);
+  if (!split) return runRunner(ctx, node, parent, node.runnerId);
+
+  // SPLIT n: copy 0 runs first; the others plan once it has done its steps up to the SPLIT, so they
+  // restore its pre-split snapshot instead of running the shared prefix again (runLayerfile).
+  let settlePrefix!: (reached: boolean) => void;
+  const prefixDone = new Promise<boolean>((resolve) => (settlePrefix = resolve));
+  const first = runRunner(ctx, node, parent, node.runnerId, { index: 0, onSplitReached: () => settlePrefix(true) }).then((outcome) => {
+    // Ended without reaching the SPLIT: a success means a SKIP REMAINING IF held before it, which
+    // holds in every copy (same environment before the SPLIT); they run and skip the same way.
+    settlePrefix(outcome.status === 'success');
+    return outcome;
+  });
+  const others = prefixDone.then(async (reached) => {
+    const indices = Array.from({ length: split.count - 1 }, (_, i) => i + 1);
+    const results: LayerfileOutcome[] = [];
+    await mapLimited(indices, ctx.deps.parallelism, async (index) => {
+      const runner = copyRunnerId(node.runnerId, index);
+      results[index - 1] = reached
+        ? await runRunner(ctx, node, parent, runner, { index })
+        : skipRunner(ctx, node, runner, `not run: the steps before SPLIT failed in ${node.runnerId}`);
+    });
+    return results;
+  });
+  const [firstOutcome, otherOutcomes] = await Promise.all([first, others]);
+  return combineCopies(node, [firstOutcome, ...otherOutcomes]);
+}
+
+/** Runs one runner (a Layerfile, or one SPLIT copy of it) to an outcome: never throws. */
+async function runRunner(ctx: RunContext, node: GraphNode, parent: LayerfileOutcome | null, runner: string, copy?: SplitCopy): Promise<LayerfileOutcome> {
+  const { deps } = ctx;
   try {
-    const outcome = await runLayerfile(ctx, node, parent);
-    deps.reporter.onRunnerEnd?.({ runner: node.runnerId, status: outcome.status === 'success' ? 'success' : 'failure', ...(outcome.message ? { message: outcome.message } : {}) });
+    const outcome = await runLayerfile(ctx, node, parent, copy);
+    deps.reporter.onRunnerEnd?.({ runner, status: outcome.status === 'success' ? 'success' : 'failure', ...(outcome.message ? { message: outcome.message } : {}) });
     return outcome;
   } catch (error) {
     const message = error instanceof StrataError ? `${error.message}${error.hint ? ` (hint: ${error.hint})` : ''}` : String(error instanceof Error ? (error.stack ?? error.message) : error);
-    deps.runLog.setRunner(ctx.runId, { runner: node.runnerId, layerfile: node.path, status: 'error' });
-    deps.reporter.onRunnerEnd?.({ runner: node.runnerId, status: 'error', message });
+    deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'error' });
+    deps.reporter.onRunnerEnd?.({ runner, status: 'error', message });
     return { status: 'error', message, finalSnapshot: null, finalStateId: '', execState: { env: {}, workdir: '/root', user: 'root', setupFiles: [] }, copies: [], stepsRan: 0, stepsCached: 0 };
   }
+}
+
+function skipRunner(ctx: RunContext, node: GraphNode, runner: string, message: string): LayerfileOutcome {
+  ctx.deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'skipped', plan: message });
+  ctx.deps.reporter.onRunnerEnd?.({ runner, status: 'error', message });
+  return { status: 'skipped', message, finalSnapshot: null, finalStateId: '', execState: { env: {}, workdir: '/root', user: 'root', setupFiles: [] }, copies: [], stepsRan: 0, stepsCached: 0 };
+}
+
+/**
+ * The outcome of a split Layerfile as a whole: it succeeds only if every copy did (so a WAIT on it
+ * waits for all copies), and a child (`FROM ../it`) starts from copy 0's final state.
+ */
+function combineCopies(node: GraphNode, outcomes: LayerfileOutcome[]): LayerfileOutcome {
+  const first = outcomes[0] as LayerfileOutcome;
+  const status: LayerfileOutcome['status'] = outcomes.some((o) => o.status === 'error')
+    ? 'error'
+    : outcomes.every((o) => o.status === 'success')
+      ? 'success'
+      : outcomes.some((o) => o.status === 'failure')
+        ? 'failure'
+        : 'skipped';
+  const messages = outcomes.flatMap((o, i) => (o.message ? [`${copyRunnerId(node.runnerId, i)}: ${o.message}`] : []));
+  return {
+    ...first,
+    status,
+    message: messages.length > 0 ? messages.join('; ') : undefined,
+    stepsRan: outcomes.reduce((n, o) => n + o.stepsRan, 0),
+    stepsCached: outcomes.reduce((n, o) => n + o.stepsCached, 0),
+  };
 }
 
 async function mapLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -122,13 +122,19 @@ export function shellQuote(value: string): string {
 
 /**
  * Index of the first SKIP REMAINING IF whose conditions hold against the step environment at that
- * point (strata's variables plus the ENV values set before it), or `instructions.length`.
+ * point (strata's variables plus the ENV values set before it), or `instructions.length`. `base` may
+ * depend on the instruction's index: SPLIT/SPLIT_NUM exist only from the SPLIT line on.
  */
-export function skipIndex(instructions: readonly Instruction[], start: ExecState, base: Record<string, string>): number {
+export function skipIndex(
+  instructions: readonly Instruction[],
+  start: ExecState,
+  base: Record<string, string> | ((instructionIndex: number) => Record<string, string>),
+): number {
+  const baseAt = typeof base === 'function' ? base : () => base;
   let state = start;
   for (const [index, instruction] of instructions.entries()) {
-    if (instruction.kind === 'skipRemainingIf' && skipConditionsHold(instruction, execEnv(base, state))) return index;
-    state = applyToState(state, instruction, base);
+    if (instruction.kind === 'skipRemainingIf' && skipConditionsHold(instruction, execEnv(baseAt(index), state))) return index;
+    state = applyToState(state, instruction, baseAt(index));
   }
   return instructions.length;
 }

@@ -1,0 +1,179 @@
+// SPLIT end to end (real git repos, machines, snapshots, tracing): `SPLIT n` makes n runners (`<id>`,
+// `<id>-2`, ...) that share the steps before the SPLIT (run once, in copy 0; the other copies restore
+// its snapshot) and each run the rest with their own SPLIT/SPLIT_NUM and their own cache chains.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { requireRoot } from '../helpers/env.js';
+import { createGitRepo, createTestEngine, type TestEngine } from '../helpers/engine.js';
+
+const ROOT = 'main-layerfile';
+const COPIES = [ROOT, `${ROOT}-2`, `${ROOT}-3`];
+type Run = Awaited<ReturnType<TestEngine['run']>>;
+
+function messages(run: Run): string {
+  return [...run.result.outcomes.values()].map((o) => o.message ?? '').join('; ');
+}
+
+function runnersOf(engine: TestEngine, run: Run): Array<{ runner: string; status: string; plan: string | null }> {
+  const record = engine.engine.deps.runLog.getRun(run.result.runId);
+  assert.ok(record, 'the run is in the run log');
+  return record.runners.map((r) => ({ runner: r.runner, status: r.status, plan: r.plan ?? null })).sort((a, b) => a.runner.localeCompare(b.runner));
+}
+
+/** How many step logs of the run printed `line` (a line of its own). */
+function countLines(run: Run, line: string): number {
+  return [...run.output.values()].reduce((n, log) => n + log.split('\n').filter((l) => l === line).length, 0);
+}
+
+function statusOf(run: Run, runner: string, step: number): string | undefined {
+  return run.steps.find((s) => s.runner === runner && s.step === step)?.status;
+}
+
+// Steps: #0 COPY, #1 the prefix, #2 SPLIT, #3 the per-copy step.
+const LAYERFILE = `FROM vm/debian:12
+COPY . .
+RUN echo prefix && echo "before: SPLIT=\${SPLIT-unset} SPLIT_NUM=\${SPLIT_NUM-unset}" && cat prefix.txt > /root/marker
+SPLIT 3
+RUN echo "copy $SPLIT of $SPLIT_NUM" && cat data-$SPLIT.txt && cat /root/marker
+`;
+
+test('SPLIT 3: the prefix runs once, every copy runs the rest with its own index, cache and reruns', { timeout: 900_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, {
+    Layerfile: LAYERFILE,
+    'prefix.txt': 'marker v1\n',
+    'data-0.txt': 'zero\n',
+    'data-1.txt': 'one\n',
+    'data-2.txt': 'two\n',
+  });
+
+  // 1. Three runners; the prefix ran once (in copy 0); each copy printed its index and its file.
+  const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(first.result.status, 'success', messages(first));
+  assert.deepEqual(runnersOf(engine, first).map((r) => [r.runner, r.status]), COPIES.map((r) => [r, 'success']));
+  assert.equal(countLines(first, 'prefix'), 1, 'the steps before the SPLIT ran once');
+  assert.equal(first.output.get(`${ROOT}#1`), 'prefix\nbefore: SPLIT=unset SPLIT_NUM=unset\n', 'no SPLIT variables before the SPLIT line');
+  assert.deepEqual(first.ran, [`${ROOT}#0`, `${ROOT}#1`, `${ROOT}#2`, `${ROOT}#3`, `${ROOT}-2#2`, `${ROOT}-2#3`, `${ROOT}-3#2`, `${ROOT}-3#3`]);
+  for (const copy of [`${ROOT}-2`, `${ROOT}-3`]) {
+    assert.equal(statusOf(first, copy, 0), 'cached', `${copy}: COPY restored from copy 0`);
+    assert.equal(statusOf(first, copy, 1), 'cached', `${copy}: the prefix restored from copy 0`);
+    assert.match(first.steps.find((s) => s.runner === copy && s.step === 2)?.message ?? '', new RegExp(`^SPLIT copy \\d of 3: the steps before it were restored from ${ROOT};`));
+  }
+  assert.equal(first.output.get(`${ROOT}#3`), 'copy 0 of 3\nzero\nmarker v1\n');
+  assert.equal(first.output.get(`${ROOT}-2#3`), 'copy 1 of 3\none\nmarker v1\n');
+  assert.equal(first.output.get(`${ROOT}-3#3`), 'copy 2 of 3\ntwo\nmarker v1\n');
+
+  // 2. Only copy 1 read data-1.txt: only its last step reruns, the others run nothing.
+  repo.commit('edit data-1', { 'data-1.txt': 'one v2\n' });
+  const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(second.result.status, 'success', messages(second));
+  assert.deepEqual(second.ran, [`${ROOT}-2#3`]);
+  assert.equal(second.output.get(`${ROOT}-2#3`), 'copy 1 of 3\none v2\nmarker v1\n');
+  assert.match(second.steps.find((s) => s.runner === `${ROOT}-2` && s.step === 3)?.message ?? '', /data-1\.txt/);
+
+  // 3. The prefix read prefix.txt: it reruns once (copy 0), and every copy reruns its post-split steps
+  // on top of the new prefix state.
+  repo.commit('edit prefix', { 'prefix.txt': 'marker v2\n' });
+  const third = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(third.result.status, 'success', messages(third));
+  assert.equal(countLines(third, 'prefix'), 1, 'the prefix reran once');
+  assert.deepEqual(third.ran, [`${ROOT}#1`, `${ROOT}#2`, `${ROOT}#3`, `${ROOT}-2#2`, `${ROOT}-2#3`, `${ROOT}-3#2`, `${ROOT}-3#3`]);
+  assert.equal(third.output.get(`${ROOT}#3`), 'copy 0 of 3\nzero\nmarker v2\n');
+  assert.equal(third.output.get(`${ROOT}-2#3`), 'copy 1 of 3\none v2\nmarker v2\n');
+  assert.equal(third.output.get(`${ROOT}-3#3`), 'copy 2 of 3\ntwo\nmarker v2\n');
+
+  // Nothing changed: nothing runs anywhere.
+  repo.commit('empty');
+  const fourth = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(fourth.result.status, 'success', messages(fourth));
+  assert.deepEqual(fourth.ran, []);
+});
+
+test('SPLIT: one failing copy fails the run, the other copies finish', { timeout: 600_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, {
+    Layerfile: 'FROM vm/debian:12\nRUN echo prefix\nSPLIT 3\nRUN test $SPLIT != 2\nRUN echo "after $SPLIT"\n',
+  });
+  const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(run.result.status, 'failure');
+  assert.deepEqual(runnersOf(engine, run).map((r) => [r.runner, r.status]), [[ROOT, 'success'], [`${ROOT}-2`, 'success'], [`${ROOT}-3`, 'failure']]);
+  assert.equal(statusOf(run, `${ROOT}-3`, 2), 'failed');
+  assert.equal(statusOf(run, `${ROOT}-3`, 3), undefined, 'the failed copy stops at its failure');
+  assert.equal(run.output.get(`${ROOT}#3`), 'after 0\n');
+  assert.equal(run.output.get(`${ROOT}-2#3`), 'after 1\n');
+  assert.match(messages(run), new RegExp(`${ROOT}-3: step 3 \\(line 4\\) exited with code 1`));
+});
+
+test('SPLIT: copies wait for copy 0 and are skipped when the steps before the SPLIT fail', { timeout: 300_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN exit 3\nSPLIT 2\nRUN echo never\n' });
+  const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(run.result.status, 'failure');
+  assert.deepEqual(run.ran, [`${ROOT}#0`], 'only copy 0 ran the failing prefix');
+  const runners = runnersOf(engine, run);
+  assert.deepEqual(runners.map((r) => [r.runner, r.status]), [[ROOT, 'failure'], [`${ROOT}-2`, 'skipped']]);
+  assert.equal(runners[1]?.plan, `not run: the steps before SPLIT failed in ${ROOT}`);
+});
+
+test('SPLIT UNORDERED 2: SPLIT is unset and SPLIT_NUM=2 in both copies', { timeout: 300_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN echo prefix\nSPLIT UNORDERED 2\nRUN echo "SPLIT=${SPLIT-unset} SPLIT_NUM=$SPLIT_NUM RUNNER_ID=$RUNNER_ID"\n' });
+  const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(run.result.status, 'success', messages(run));
+  assert.equal(countLines(run, 'prefix'), 1);
+  assert.equal(run.output.get(`${ROOT}#2`), `SPLIT=unset SPLIT_NUM=2 RUNNER_ID=${ROOT}\n`);
+  assert.equal(run.output.get(`${ROOT}-2#2`), `SPLIT=unset SPLIT_NUM=2 RUNNER_ID=${ROOT}-2\n`);
+});
+
+test('SPLIT: a background server started before the SPLIT serves every copy', { timeout: 600_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const server = `perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c "served\\n"; close $c }'`;
+  const repo = createGitRepo(t, {
+    Layerfile: `FROM vm/debian:12\nRUN BACKGROUND ${server}\nSPLIT 3\nRUN echo "copy $SPLIT" && exec 3<>/dev/tcp/127.0.0.1/8080 && cat <&3\n`,
+  });
+  const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(run.result.status, 'success', messages(run));
+  assert.deepEqual(run.ran, [`${ROOT}#0`, `${ROOT}#1`, `${ROOT}#2`, `${ROOT}-2#1`, `${ROOT}-2#2`, `${ROOT}-3#1`, `${ROOT}-3#2`], 'the server step ran once');
+  COPIES.forEach((runner, index) => assert.equal(run.output.get(`${runner}#2`), `copy ${index}\nserved\n`, runner));
+  for (const runner of [`${ROOT}-2`, `${ROOT}-3`]) {
+    assert.match(runnersOf(engine, run).find((r) => r.runner === runner)?.plan ?? '', /re-launched 1 background process/);
+  }
+});
+
+test('a second SPLIT in a Layerfile is refused with its line', { timeout: 120_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nSPLIT 2\nRUN true\nSPLIT 2\nRUN true\n' });
+  const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(run.result.status, 'error');
+  assert.deepEqual(run.ran, []);
+  assert.match(messages(run), /^Layerfile:4: a second SPLIT \(the first is at line 2\) is not supported yet/);
+});
+
+test('a child of a split Layerfile starts from copy 0\'s final state; WAIT and FROM wait for every copy', { timeout: 600_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, {
+    'base/Layerfile': 'FROM vm/debian:12\nLABEL display_name=base\nSPLIT 2\nCOPY gate.txt /root/in/gate.txt\nRUN echo $SPLIT > /root/which && test "$SPLIT" != "$(cat /root/in/gate.txt)"\n',
+    'base/gate.txt': 'none\n',
+    'child/Layerfile': 'FROM ../base\nLABEL display_name=child\nRUN cat /root/which\n',
+    'waiter/Layerfile': 'FROM vm/debian:12\nLABEL display_name=waiter\nWAIT ../base\nRUN echo waited\n',
+  });
+  const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(first.result.status, 'success', messages(first));
+  assert.equal(first.output.get('child#0'), '0\n', "the child has copy 0's files");
+  assert.equal(first.output.get('waiter#0'), 'waited\n');
+
+  // Copy 1 fails: neither the child nor the waiter runs, though copy 0 succeeded.
+  repo.commit('fail copy 1', { 'base/gate.txt': '1\n' });
+  const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(second.result.status, 'failure');
+  assert.deepEqual(second.ran, ['base#2', 'base-2#2']);
+  const runners = runnersOf(engine, second);
+  assert.deepEqual(runners.map((r) => [r.runner, r.status]), [['base', 'success'], ['base-2', 'failure'], ['child', 'skipped'], ['waiter', 'skipped']]);
+});
