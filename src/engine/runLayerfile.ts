@@ -256,7 +256,11 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       // A chain whose remotes' trees cannot be compared any more is not a safe candidate.
       const remoteChanges = await cloneChanges(deps.remotes, record.clones, clones);
       if (remoteChanges === null) return null;
-      return { chain, changes: [...(await diffTrees(ctx.repoDir, record.tree as TreeId, ctx.tree)), ...remoteChanges], record };
+      // The chain's tree may be gone from the repository (a working-tree id that `git gc` pruned, a
+      // repository re-cloned): without a diff the chain cannot be checked, so it is not a candidate.
+      const repoChanges = await diffTrees(ctx.repoDir, record.tree as TreeId, ctx.tree).catch(() => null);
+      if (repoChanges === null) return null;
+      return { chain, changes: [...repoChanges, ...remoteChanges], record };
     }),
   );
   const candidates = compared.filter((c): c is NonNullable<typeof c> => c !== null);

@@ -349,3 +349,20 @@ test('trap: a multi-commit sequence prints what a fresh run prints', { timeout: 
     }
   }
 });
+
+test('trap: a cached chain whose source tree is gone from the repository is not used (no crash, no reuse)', { timeout: 300_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nCOPY . .\nRUN cat file1\n', file1: 'one\n' });
+  // Run the working tree with an uncommitted edit: its tree id exists only as loose objects.
+  repo.write({ file1: 'dirty\n' });
+  const dirty = await engine.run({ repoDir: repo.dir });
+  assert.equal(dirty.result.status, 'success');
+  // Drop those objects, as `git gc` does with unreachable trees after a while.
+  repo.write({ file1: 'one\n' });
+  repo.git('reflog', 'expire', '--expire=now', '--all');
+  repo.git('gc', '--prune=now', '--quiet');
+  const again = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(again.result.status, 'success');
+  assert.equal(again.output.get('main-layerfile#1'), 'one\n');
+});
