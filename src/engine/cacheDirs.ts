@@ -20,7 +20,7 @@
 // machine's root subvolume never includes bind-mounted content. The price: steps before a CACHE line
 // already see its directory, and the (empty) mountpoint directories runc creates are in snapshots.
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { StrataError } from '../errors.js';
 import type { Instruction } from '../layerfile/types.js';
@@ -28,6 +28,7 @@ import { resolveMachineUser } from '../sandbox/users.js';
 import type { EngineMachine } from './ports.js';
 import { applyToState, shellQuote, type ExecState } from './stepEnv.js';
 import { isProcessAlive } from '../util/process.js';
+import { tryLockFile, type FileLock } from '../store/lock.js';
 
 export interface CacheDirRequest {
   repo: string;
@@ -173,41 +174,9 @@ function ancestorsBelow(top: string, path: string): string[] {
   return parts.map((_, i) => `${top}/${parts.slice(0, i + 1).join('/')}`);
 }
 
-/** Lock files held by this process (same pid, so the pid in the file cannot tell them apart). */
-const heldHere = new Set<string>();
-
 /** Takes a cache dir's lock, or returns the live holder's pid. A dead holder's lock is taken over. */
-async function tryLock(dir: string): Promise<{ release(): Promise<void> } | { holder: number }> {
-  const file = join(dir, 'lock');
-  for (let attempt = 0; attempt < 3; attempt++) {
-    if (heldHere.has(file)) return { holder: process.pid };
-    try {
-      const handle = await open(file, 'wx');
-      heldHere.add(file);
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      let released = false;
-      return {
-        async release() {
-          if (released) return;
-          released = true;
-          heldHere.delete(file);
-          await rm(file, { force: true });
-        },
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new StrataError('STRATA_STORE', `cannot lock the cache dir ${dir}`, { cause: error });
-    }
-    const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-    // A half-written lock (pid not yet written) is young: treat it as held rather than racing it.
-    if (Number.isInteger(holder) && holder > 0 && isProcessAlive(holder)) return { holder };
-    if (!Number.isInteger(holder) || holder <= 0) {
-      const age = Date.now() - (await lstat(file).then((s) => s.mtimeMs, () => 0));
-      if (age < 5_000) return { holder: 0 };
-    }
-    await rm(file, { force: true });
-  }
-  return { holder: 0 };
+function tryLock(dir: string): Promise<FileLock | { holder: number }> {
+  return tryLockFile(join(dir, 'lock'));
 }
 
 async function writeMeta(dir: string, meta: CacheDirMeta): Promise<void> {
