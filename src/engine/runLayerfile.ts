@@ -56,6 +56,11 @@ export interface RunContext {
   commit: CommitInfo | null;
   noCache: boolean;
   acceptButtons: boolean;
+  /**
+   * Asks a person to approve a BUTTON (the CLI prompts on a terminal). Resolves true to go on. Without
+   * it, and without acceptButtons, a BUTTON stops the run.
+   */
+  approveButton?: ((request: { runner: string; layerfile: string; line: number; message: string }) => Promise<boolean>) | undefined;
   /** --no-cache-dirs: CACHE directories start empty and are thrown away after the run. */
   noCacheDirs?: boolean | undefined;
   /** Values for SECRET ENV; none when absent. */
@@ -360,18 +365,24 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached, background, clones };
   };
 
-  // Without a way to ask (the CLI has none yet), the run stops at the first BUTTON it reaches unless
-  // --accept-buttons was given.
-  const requireApproval = (button: Extract<Instruction, { kind: 'button' }>): void => {
+  // A BUTTON asks the person running (ctx.approveButton), unless --accept-buttons approved them all;
+  // with no way to ask, or when declined, the run stops there.
+  const requireApproval = async (button: Extract<Instruction, { kind: 'button' }>): Promise<void> => {
     if (ctx.acceptButtons) return;
-    throw new StrataError('STRATA_ENGINE', `${node.path}:${button.range.line}: BUTTON "${button.message}" needs approval`, {
-      hint: 'run with --accept-buttons to approve every BUTTON of this run',
-    });
+    const where = `${node.path}:${button.range.line}`;
+    if (!ctx.approveButton) {
+      throw new StrataError('STRATA_ENGINE', `${where}: BUTTON "${button.message}" needs approval`, {
+        hint: 'run on a terminal to be asked, or with --accept-buttons to approve every BUTTON of this run',
+      });
+    }
+    if (!(await ctx.approveButton({ runner, layerfile: node.path, line: button.range.line, message: button.message }))) {
+      throw new StrataError('STRATA_ENGINE', `${where}: BUTTON "${button.message}" was declined`);
+    }
   };
 
   // Nothing left to run: the (re-applied) restore point is the final state.
   if (firstToRun >= steps.length) {
-    for (const button of buttons) requireApproval(button);
+    for (const button of buttons) await requireApproval(button);
     if (activeKey) await deps.snapshots.remove(activeKey);
     if (skippedSteps.length === 0) deps.cacheIndex.completeChain(chainId);
     return finish('success', 0);
@@ -422,7 +433,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
     let instructionCursor = steps[firstToRun]!.instructionIndex;
     // BUTTONs before the first step that runs still need their approval.
-    for (const button of buttons) if (instructions.indexOf(button) < firstStep.instructionIndex) requireApproval(button);
+    for (const button of buttons) if (instructions.indexOf(button) < firstStep.instructionIndex) await requireApproval(button);
     let snapshotsEnabled = instructions.slice(0, instructionCursor).reduce((on, i) => (i.kind === 'checkpoint' ? i.mode !== 'disabled' : on), true);
 
     for (const s of steps.slice(firstToRun)) {
@@ -430,7 +441,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       for (; instructionCursor < s.instructionIndex; instructionCursor++) {
         const between = instructions[instructionCursor] as Instruction;
         if (between.kind === 'checkpoint') snapshotsEnabled = between.mode !== 'disabled';
-        if (between.kind === 'button') requireApproval(between);
+        if (between.kind === 'button') await requireApproval(between);
       }
       instructionCursor = s.instructionIndex + 1;
       // Strata's variables for this step (SPLIT/SPLIT_NUM only from the SPLIT line on).
@@ -573,7 +584,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       }
     }
     // BUTTONs after the last step that ran (and before any SKIP REMAINING IF that held).
-    for (const button of buttons) if (instructions.indexOf(button) >= instructionCursor) requireApproval(button);
+    for (const button of buttons) if (instructions.indexOf(button) >= instructionCursor) await requireApproval(button);
     if (skippedSteps.length === 0) deps.cacheIndex.completeChain(chainId);
     return finish('success', stepsRan);
   } finally {

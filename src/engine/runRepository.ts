@@ -22,6 +22,8 @@ export interface RunOptions {
   /** Run with empty, throwaway CACHE directories; the persistent ones are not touched. */
   noCacheDirs?: boolean | undefined;
   acceptButtons?: boolean;
+  /** Asks a person to approve a BUTTON (see RunContext.approveButton). */
+  approveButton?: RunContext['approveButton'];
   /**
    * Run only the Layerfiles under this repo-relative directory (and the Layerfiles they inherit from or
    * wait for, wherever those are). Default: `repoDir` relative to the repository root, i.e. running
@@ -34,6 +36,8 @@ export interface RunOptions {
 
 export interface RunResult extends RunSummary {
   outcomes: Map<string, LayerfileOutcome>;
+  /** The Layerfiles that ran (by path in `outcomes`), e.g. for EXPOSE after the run. */
+  nodes: GraphNode[];
 }
 
 /** Formats every Layerfile/graph error of a repo as one error, each with file:line:col. */
@@ -126,7 +130,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
     ),
   });
 
-  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, secrets, noCacheDirs: options.noCacheDirs ?? false };
+  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false };
   const outcomes = new Map<string, LayerfileOutcome>();
   for (const level of graph.levels) {
     await mapLimited(level, deps.parallelism, async (path) => {
@@ -146,7 +150,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
   };
   deps.runLog.finishRun(runId, status, deps.now());
   deps.reporter.onRunEnd?.(summary);
-  return { ...summary, outcomes };
+  return { ...summary, outcomes, nodes: graph.nodes };
 }
 
 async function runNode(ctx: RunContext, node: GraphNode, outcomes: Map<string, LayerfileOutcome>): Promise<LayerfileOutcome> {

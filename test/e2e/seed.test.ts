@@ -79,3 +79,17 @@ test('a COPY over a file an earlier step read: later steps see the new content, 
   assert.equal(run.output.get('main-layerfile#1'), 'aaaa\n');
   assert.equal(run.output.get('main-layerfile#3'), 'bbbb\n');
 });
+
+test('a BUTTON asks through approveButton: approved runs on, declined stops the run', { timeout: 300_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN echo before\nBUTTON deploy to staging?\nRUN echo after\n' });
+  const asked: string[] = [];
+  const declined = await engine.run({ repoDir: repo.dir, commit: 'HEAD', approveButton: async (r) => (asked.push(`${r.layerfile}:${r.line} ${r.message}`), false) });
+  assert.equal(declined.result.status, 'error');
+  assert.deepEqual(asked, ['Layerfile:3 deploy to staging?']);
+  assert.deepEqual(declined.ran, ['main-layerfile#0']);
+  const approved = await engine.run({ repoDir: repo.dir, commit: 'HEAD', approveButton: async () => true });
+  assert.equal(approved.result.status, 'success');
+  assert.deepEqual(approved.ran, ['main-layerfile#1']);
+});

@@ -21,17 +21,47 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
   const { loadSecrets } = await import('../../engine/secrets.js');
   // Read before the store is opened: an unreadable secrets file fails at once.
   const secrets = await loadSecrets({ file: options.secrets, env: process.env });
-  const reporters: Reporter[] = options.json
-    ? [new JsonReporter(process.stdout)]
-    : [new TerminalReporter({ stream: process.stdout, plain: options.plain ?? false })];
+  const terminal = options.json ? undefined : new TerminalReporter({ stream: process.stdout, plain: options.plain ?? false });
+  const reporters: Reporter[] = terminal ? [terminal] : [new JsonReporter(process.stdout)];
+  // On a terminal a BUTTON asks; elsewhere (CI, pipes, --json) only --accept-buttons lets a run past one.
+  const approveButton = terminal && process.stdin.isTTY && process.stdout.isTTY ? buttonPrompt(terminal) : undefined;
   const engine = await openEngine({ store: options.store, reporter: combineReporters(...reporters) });
   try {
     const result = await runRepository(
-      { repoDir: dir, commit: options.commit, noCache: options.cache === false, acceptButtons: options.acceptButtons ?? false, secrets, noCacheDirs: options.cacheDirs === false },
+      {
+        repoDir: dir,
+        commit: options.commit,
+        noCache: options.cache === false,
+        acceptButtons: options.acceptButtons ?? false,
+        approveButton,
+        secrets,
+        noCacheDirs: options.cacheDirs === false,
+      },
       engine.deps,
     );
     return result.status === 'success' ? 0 : 1;
   } finally {
     await engine.close();
   }
+}
+
+/** Asks on the terminal, one BUTTON at a time (runners of one level may reach theirs together). */
+function buttonPrompt(terminal: TerminalReporter): (request: { runner: string; layerfile: string; line: number; message: string }) => Promise<boolean> {
+  let queue: Promise<unknown> = Promise.resolve();
+  return (request) => {
+    const asked = queue.then(() =>
+      terminal.pauseFor(async () => {
+        const { createInterface } = await import('node:readline/promises');
+        const prompt = createInterface({ input: process.stdin, output: process.stdout });
+        try {
+          const answer = await prompt.question(`BUTTON ${request.runner} (${request.layerfile}:${request.line}): ${request.message} — approve? [y/N] `);
+          return /^y(es)?$/i.test(answer.trim());
+        } finally {
+          prompt.close();
+        }
+      }),
+    );
+    queue = asked.catch(() => undefined);
+    return asked;
+  };
 }

@@ -132,6 +132,22 @@ export class TerminalReporter implements Reporter {
     this.print(colour(`\n${event.status} in ${formatDuration(event.durationMs)}: ${event.stepsRan} step(s) ran, ${event.stepsCached} cached`));
   }
 
+  /**
+   * Runs `interaction` (a prompt) with the live display paused and cleared, so the question is not
+   * redrawn over; the display comes back afterwards.
+   */
+  async pauseFor<T>(interaction: () => Promise<T>): Promise<T> {
+    const wasLive = this.timer !== undefined;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.live && !this.finished) this.update?.clear();
+    try {
+      return await interaction();
+    } finally {
+      if (wasLive && !this.finished) this.timer = setInterval(() => this.render(), 100);
+    }
+  }
+
   private print(line: string): void {
     if (this.live && this.update && !this.finished) {
       this.update.clear();
