@@ -1,0 +1,158 @@
+// Hostile steps: a fork bomb, a memory hog, a disk filler and an output flood. Each must end its step
+// (or its run) with a clear outcome, leave the host and the store usable, and not take the engine's
+// process down with it.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { requireRoot } from '../helpers/env.js';
+import { createGitRepo, createTestEngine } from '../helpers/engine.js';
+import { temporaryStore } from '../helpers/store.js';
+import { openEngine, type Engine } from '../../src/cli/compose.js';
+import { runRepository } from '../../src/engine/runRepository.js';
+import type { Reporter } from '../../src/engine/reporter.js';
+import { findLeaks, recordingReporter } from './harness.js';
+
+const runner = 'main-layerfile';
+const hostProcessCount = (): number => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).length;
+
+test('reliability: a fork bomb is bounded by the pids limit; the host and the next run are fine', { timeout: 180_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const before = hostProcessCount();
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, hostProcessCount())), 100);
+  t.after(() => clearInterval(sampler));
+  // The bomb runs detached from the step's output; the step then reports how many processes the
+  // machine holds and fails.
+  const bomb = createGitRepo(t, {
+    Layerfile: 'FROM vm/debian:12\nRUN (b() { b | b & }; b) >/dev/null 2>&1; sleep 5; echo "machine processes: $(ls /proc | grep -c "^[0-9]")"; exit 1\n',
+  });
+  const first = await engine.run({ repoDir: bomb.dir, commit: 'HEAD' });
+  clearInterval(sampler);
+  assert.equal(first.result.status, 'failure', 'the bomb step fails');
+  assert.equal(first.steps.find((s) => s.step === 0)?.status, 'failed');
+  const inside = /machine processes: (\d+)/.exec(first.output.get(`${runner}#0`) ?? '');
+  console.log(`reliability abuse: fork bomb: ${inside ? `${inside[1]} processes in the machine` : 'the machine could not even count'}, host peak +${peak - before} processes (host shared with other work)`);
+  if (inside) assert.ok(Number(inside[1]) <= 4096, 'the machine holds no more than its pids limit');
+  // Other work on the host adds noise; an unbounded bomb would reach pid_max (tens of thousands).
+  assert.ok(peak - before <= 4096 + 1024, `the bomb stays near the pids limit (host peak +${peak - before})`);
+  // Give the kernel a moment to reap, then the host is back where it was.
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.ok(hostProcessCount() - before < 32, `no bomb process survives the run (${hostProcessCount() - before} more than before)`);
+  const next = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN echo fine\n' });
+  const second = await engine.run({ repoDir: next.dir, commit: 'HEAD' });
+  assert.equal(second.result.status, 'success');
+  assert.equal(second.output.get(`${runner}#0`), 'fine\n');
+});
+
+test('reliability: a memory hog under MEMORY 128M fails with the OOM message', { timeout: 120_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  // tail keeps the current line in memory, and /dev/zero has no newline.
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nMEMORY 128M\nRUN head -c 1G /dev/zero | tail -n 1 >/dev/null\n' });
+  const { result, steps } = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(result.status, 'failure');
+  const outcome = [...result.outcomes.values()][0];
+  console.log(`reliability abuse: memory hog -> ${outcome?.message}`);
+  assert.match(outcome?.message ?? '', /out of memory \(MEMORY limit reached\)/);
+  assert.equal(steps.find((s) => s.status === 'failed')?.step, 0, 'the RUN (the first step; MEMORY is not one) failed');
+});
+
+/** A store whose btrfs image is only `size` (openEngine takes no image size: the image is pre-made). */
+async function smallStore(t: TestContext, size: string): Promise<string> {
+  const store = await temporaryStore(t, 'strata-rel-diskfull-');
+  mkdirSync(join(store, 'snapshots'));
+  const image = join(store, 'snapshots.img');
+  execFileSync('truncate', ['-s', size, image]);
+  execFileSync('mkfs.btrfs', ['-q', '-L', 'strata', image]);
+  return store;
+}
+
+/** Fills a 900 MB store from inside a machine (the base image takes ~200 MB); returns the run's failure. */
+async function fillStore(t: TestContext, store: string, reporter: ReturnType<typeof recordingReporter>): Promise<string> {
+  const filler = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN dd if=/dev/zero of=/fill bs=1M status=none; echo "dd exit $?"\nRUN echo after\n' });
+  const engine = await openEngine({ store, reporter });
+  try {
+    const full = await runRepository({ repoDir: filler.dir, commit: 'HEAD' }, engine.deps);
+    assert.match(reporter.output.get(`${runner}#0`) ?? '', /No space left on device/, 'the filler hit the limit');
+    assert.notEqual(full.status, 'success');
+    const outcome = [...full.outcomes.values()][0];
+    return `${full.status}: ${outcome?.message}`;
+  } finally {
+    await engine.close();
+  }
+}
+
+test('reliability: filling the store\'s disk fails the run, and the store still opens and is clean', { timeout: 240_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const store = await smallStore(t, '900M');
+  const reporter = recordingReporter();
+  const failure = await fillStore(t, store, reporter);
+  console.log(`reliability abuse: disk filler -> ${failure}`);
+  // The index still opens, with no active snapshot left.
+  const engine = await openEngine({ store, reporter });
+  try {
+    assert.deepEqual((await engine.deps.snapshots.list()).filter((s) => s.kind === 'active'), []);
+  } finally {
+    await engine.close();
+  }
+  assert.deepEqual(await findLeaks(store), []);
+});
+
+// The step's own command fails on ENOSPC (dd exit 1, a normal step failure), but then the engine's
+// commit of the failure snapshot fails too and the run ends as an error "could not create committed
+// snapshot <name>": no "no space left" in the message, and the step's last status stays 'running'.
+test('reliability: a full store is reported as such and the failing step ends as failed', { timeout: 240_000, todo: 'engine bug: ENOSPC on snapshot commit gives an unclear error and leaves the step "running"' }, async (t) => {
+  if (!requireRoot(t)) return;
+  const store = await smallStore(t, '900M');
+  const reporter = recordingReporter();
+  const failure = await fillStore(t, store, reporter);
+  assert.match(failure, /no space|disk full|ENOSPC/i, 'the message says the store is full');
+  assert.equal(reporter.statuses.get(`${runner}#0`), 'failed', 'the step ends as failed, not running');
+});
+
+// The failed run's active snapshot is deleted (`btrfs subvolume delete`, asynchronous: the cleaner
+// frees the space later), so the next run right after finds the disk still full: "could not create
+// active snapshot". Seconds later (or after `btrfs subvolume sync`) the space is back.
+test('reliability: right after a disk-full run, a small run works', { timeout: 240_000, todo: 'engine bug: deleted snapshots free space asynchronously; the next run fails with ENOSPC' }, async (t) => {
+  if (!requireRoot(t)) return;
+  const store = await smallStore(t, '900M');
+  const reporter = recordingReporter();
+  await fillStore(t, store, reporter);
+  reporter.reset();
+  const small = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN echo small > /small && cat /small\n' });
+  const engine = await openEngine({ store, reporter });
+  try {
+    const later = await runRepository({ repoDir: small.dir, commit: 'HEAD' }, engine.deps);
+    assert.equal(later.status, 'success', [...later.outcomes.values()].map((o) => o.message).join('; '));
+    assert.equal(reporter.output.get(`${runner}#0`), 'small\n');
+  } finally {
+    await engine.close();
+  }
+});
+
+test('reliability: a 300 MB output flood finishes with the engine\'s memory bounded', { timeout: 240_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  // Hooks run in registration order: close the engine before the store is removed.
+  let engine: Engine | undefined;
+  t.after(() => engine?.close());
+  const store = await temporaryStore(t, 'strata-rel-flood-');
+  // Only the flood step's output is counted (step 0 also gets the base image's progress lines).
+  let bytes = 0;
+  const reporter: Reporter = { onStepOutput: (e) => void (e.step === 1 && (bytes += Buffer.byteLength(e.data))) };
+  engine = await openEngine({ store, reporter });
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN true\nRUN yes | head -c 300M\n' });
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 100);
+  t.after(() => clearInterval(sampler));
+  const result = await runRepository({ repoDir: repo.dir, commit: 'HEAD' }, engine.deps);
+  clearInterval(sampler);
+  const growthMb = Math.round((peak - before) / 1024 / 1024);
+  console.log(`reliability abuse: output flood of ${Math.round(bytes / 1024 / 1024)} MB, rss growth ${growthMb} MB`);
+  assert.equal(result.status, 'success');
+  assert.equal(bytes, 300 * 1024 * 1024, 'every byte reached the reporter');
+  assert.ok(growthMb < 200, `rss grew ${growthMb} MB for 300 MB of output`);
+});
