@@ -127,6 +127,7 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
         network: 'outbound',
         ...(request.memoryBytes !== undefined ? { memoryBytes: request.memoryBytes } : {}),
         ...(request.mounts ? { mounts: request.mounts } : {}),
+        ...(request.portForwarding ? { portForwarding: true } : {}),
       });
       const adapted: EngineMachine = {
         pid: machine.pid,
@@ -172,6 +173,7 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
         freeze: () => machine.freeze(),
         thaw: () => machine.thaw(),
         destroy: () => machine.destroy(),
+        ...(machine.forwardPort ? { forwardPort: machine.forwardPort.bind(machine) } : {}),
       };
       return adapted;
     },

@@ -33,9 +33,19 @@ export function buildProgram(): Command {
     .option('--secrets <file>', 'SECRET ENV values: NAME=value lines (else $STRATA_SECRET_<NAME>)')
     .option('--plain', 'plain line output even on a terminal')
     .option('--json', 'print a JSON event stream, one event per line')
+    .option('--no-expose', 'do not serve EXPOSE WEBSITE/TCP after a successful run')
+    .option('--expose-port <port>', 'port of the EXPOSE WEBSITE preview server on 127.0.0.1 (default: a free one)')
     .action(async (dir: string | undefined, options: import('./commands/run.js').RunCommandOptions) => {
       const { runCommand } = await import('./commands/run.js');
       process.exitCode = await runCommand(dir ?? '.', options);
+    });
+  program
+    .command('stop')
+    .description('Stop the `strata run` that serves EXPOSE WEBSITE/TCP for a store (destroys its machines).')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .action(async (options: import('./commands/stop.js').StopOptions) => {
+      const { stopCommand } = await import('./commands/stop.js');
+      process.exitCode = await stopCommand(options);
     });
   program
     .command('shell [dir]')

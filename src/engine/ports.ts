@@ -47,6 +47,8 @@ export interface EngineMachine {
   freeze(): Promise<void>;
   thaw(): Promise<void>;
   destroy(): Promise<void>;
+  /** Forwards a free 127.0.0.1 host port to the machine's TCP guestPort; machines started with portForwarding only. */
+  forwardPort?(guestPort: number): Promise<number>;
 }
 
 export interface EngineSandbox {
@@ -57,6 +59,8 @@ export interface EngineSandbox {
     memoryBytes?: number | undefined;
     /** Host directories bind-mounted at machine paths for the machine's life (CACHE dirs), parents first. */
     mounts?: ReadonlyArray<{ source: string; destination: string }> | undefined;
+    /** EXPOSE: allow forwardPort() (keep the id short: see MachineSpec.portForwarding). */
+    portForwarding?: boolean | undefined;
   }): Promise<EngineMachine>;
 }
 

@@ -397,6 +397,9 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   let machine: EngineMachine | null = null;
   const sessions: Array<{ dir: string; session: TraceSession }> = [];
   let stepsRan = 0;
+  // The step reported 'running', until it is reported done or failed: if the engine itself fails
+  // meanwhile (store full, tracer died), that step is reported failed, not left running.
+  let runningStep: StepEntry | null = null;
   let cacheLease: CacheDirLease | null = null;
   try {
     const outputTo = (step: number) => (stream: 'stdout' | 'stderr', data: string): void =>
@@ -449,6 +452,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
       const explanation = explainStep(s.step);
       deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'running', ...(explanation ? { explanation } : {}) });
+      runningStep = s;
       const started = deps.now();
       // A background process keeps writing to its step's log after the step ended.
       const output = outputTo(s.step);
@@ -578,6 +582,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       if (snapshot) lastSnapshot = snapshot;
       deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: instruction.range.line, text: instruction.canonical, status: failure ? 'failed' : 'ran', reason: explanation ?? null, durationMs, snapshot });
       deps.reporter.onStepStatus?.({ runner, step: s.step, status: failure ? 'failed' : 'done', durationMs });
+      runningStep = null;
       if (failure) {
         const message = `step ${s.step + 1} (line ${instruction.range.line}) ${failure}; the machine at failure is snapshot ${snapshot}`;
         return finish('failure', stepsRan, message);
@@ -587,6 +592,14 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     for (const button of buttons) if (instructions.indexOf(button) >= instructionCursor) await requireApproval(button);
     if (skippedSteps.length === 0) deps.cacheIndex.completeChain(chainId);
     return finish('success', stepsRan);
+  } catch (error) {
+    if (runningStep) {
+      const failed = runningStep;
+      const reason = { message: `strata failed during this step: ${error instanceof Error ? error.message : String(error)}` };
+      deps.reporter.onStepStatus?.({ runner, step: failed.step, status: 'failed', explanation: { cached: false, message: reason.message } });
+      deps.runLog.setStep(ctx.runId, { runner, index: failed.step, line: failed.instruction.range.line, text: failed.instruction.canonical, status: 'failed', reason, durationMs: null, snapshot: null });
+    }
+    throw error;
   } finally {
     for (const { session } of sessions) await session.detach().catch(() => {});
     if (machine) await machine.destroy().catch(() => {});

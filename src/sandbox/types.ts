@@ -27,6 +27,11 @@ export interface MachineSpec {
    * root-owned); what is written there goes to the host directory, never into the rootfs.
    */
   mounts?: readonly DirectoryMount[];
+  /**
+   * With network 'outbound': allow forwardPort() (EXPOSE WEBSITE/TCP). Keep the machine id short then:
+   * the forwarding control socket lives in its state dir, and a unix socket path has at most 107 bytes.
+   */
+  portForwarding?: boolean;
 }
 
 export interface DirectoryMount {
@@ -101,6 +106,13 @@ export interface Machine {
   thaw(): Promise<void>;
   /** Kills everything and removes what start() created (not the rootfs). Idempotent. */
   destroy(): Promise<void>;
+  /**
+   * Forwards a free host port on 127.0.0.1 to the machine's guestPort (TCP) for the machine's life and
+   * returns it. Only on a machine started with portForwarding; the process inside must listen on
+   * 0.0.0.0 (or the machine's address), not only on its 127.0.0.1. Optional: implementations without
+   * it cannot expose.
+   */
+  forwardPort?(guestPort: number): Promise<number>;
 }
 
 export interface ReapReport {

@@ -109,6 +109,12 @@ function btrfsTreeOps(root: string, mounted: Mounted | undefined): TreeOps {
     copy: async (source, target, { readOnly }) => {
       await btrfs(['subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), source, target]);
     },
+    // Deleted subvolumes give their space back later, in the background (btrfs's cleaner): wait for
+    // pending deletions, then commit, so the space shows as free.
+    reclaimSpace: async () => {
+      await btrfs(['subvolume', 'sync', root]);
+      await btrfs(['filesystem', 'sync', root]);
+    },
     destroy: async (path) => {
       if (!(await isSubvolume(path))) {
         await rm(path, { recursive: true, force: true });

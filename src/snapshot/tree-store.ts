@@ -42,6 +42,16 @@ export interface TreeOps {
   readonly diffNeedsReadOnly: boolean;
   /** Releases backend resources (mounts). */
   close(): Promise<void>;
+  /**
+   * Waits until space freed by earlier deletions is usable again (btrfs frees a deleted subvolume's
+   * space later, in the background). Called once when creating a snapshot runs out of space.
+   */
+  reclaimSpace?(): Promise<void>;
+}
+
+function isNoSpace(error: unknown): boolean {
+  const text = `${error instanceof Error ? error.message : String(error ?? '')} ${(error as NodeJS.ErrnoException | undefined)?.code ?? ''}`;
+  return /ENOSPC|No space left on device/i.test(text);
 }
 
 interface SnapshotMeta {
@@ -52,6 +62,13 @@ interface SnapshotMeta {
 const dirFor: Record<SnapshotKind, string> = { active: 'active', committed: 'committed' };
 
 function snapshotError(message: string, cause?: unknown, hint?: string): StrataError {
+  // A full store is the one failure a user can act on: say so instead of a bare "could not create".
+  if (isNoSpace(cause)) {
+    return new StrataError('STRATA_SNAPSHOT', `${message}: the snapshot store is full (no space left on device)`, {
+      cause,
+      hint: hint ?? 'free space (strata cache prune, or remove old stores), or give the store a bigger image',
+    });
+  }
   return new StrataError('STRATA_SNAPSHOT', message, { cause, hint });
 }
 
@@ -151,20 +168,30 @@ class TreeStore implements SnapshotStore {
       throw snapshotError(`snapshot ${JSON.stringify(id)} already exists in ${this.root}`);
     }
     this.inFlight.add(id);
-    const temp = this.tmpPath(kind);
     const final = join(this.root, dirFor[kind], id);
     try {
-      await make(temp);
-      const meta: SnapshotMeta = { createdAt: new Date().toISOString() };
-      if (parent !== undefined) meta.parent = parent;
-      await this.writeMeta(id, meta);
-      await rename(temp, final);
-      return final;
-    } catch (error) {
-      await rm(join(this.root, 'meta', `${id}.json`), { force: true }).catch(() => {});
-      if (exists(temp)) await this.ops.destroy(temp).catch(() => {});
-      if (error instanceof StrataError) throw error;
-      throw snapshotError(`could not create ${kind} snapshot ${JSON.stringify(id)}`, error);
+      for (let attempt = 0; ; attempt++) {
+        const temp = this.tmpPath(kind);
+        try {
+          await make(temp);
+          const meta: SnapshotMeta = { createdAt: new Date().toISOString() };
+          if (parent !== undefined) meta.parent = parent;
+          await this.writeMeta(id, meta);
+          await rename(temp, final);
+          return final;
+        } catch (error) {
+          await rm(join(this.root, 'meta', `${id}.json`), { force: true }).catch(() => {});
+          if (exists(temp)) await this.ops.destroy(temp).catch(() => {});
+          // Out of space right after deletions (a run that filled the store): wait for the space to
+          // come back, then try once more.
+          if (attempt === 0 && isNoSpace(error) && this.ops.reclaimSpace) {
+            await this.ops.reclaimSpace().catch(() => {});
+            continue;
+          }
+          if (error instanceof StrataError && !isNoSpace(error)) throw error;
+          throw snapshotError(`could not create ${kind} snapshot ${JSON.stringify(id)}`, error);
+        }
+      }
     } finally {
       this.inFlight.delete(id);
     }

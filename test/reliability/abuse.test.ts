@@ -101,10 +101,10 @@ test('reliability: filling the store\'s disk fails the run, and the store still 
   assert.deepEqual(await findLeaks(store), []);
 });
 
-// The step's own command fails on ENOSPC (dd exit 1, a normal step failure), but then the engine's
-// commit of the failure snapshot fails too and the run ends as an error "could not create committed
-// snapshot <name>": no "no space left" in the message, and the step's last status stays 'running'.
-test('reliability: a full store is reported as such and the failing step ends as failed', { timeout: 240_000, todo: 'engine bug: ENOSPC on snapshot commit gives an unclear error and leaves the step "running"' }, async (t) => {
+// The step's own command fails on ENOSPC (dd exit 1, a normal step failure), and then the engine's
+// commit of the failure snapshot fails too: the message must say the store is full, and the step must
+// end as failed, not stay 'running'.
+test('reliability: a full store is reported as such and the failing step ends as failed', { timeout: 240_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const store = await smallStore(t, '900M');
   const reporter = recordingReporter();
@@ -114,9 +114,9 @@ test('reliability: a full store is reported as such and the failing step ends as
 });
 
 // The failed run's active snapshot is deleted (`btrfs subvolume delete`, asynchronous: the cleaner
-// frees the space later), so the next run right after finds the disk still full: "could not create
-// active snapshot". Seconds later (or after `btrfs subvolume sync`) the space is back.
-test('reliability: right after a disk-full run, a small run works', { timeout: 240_000, todo: 'engine bug: deleted snapshots free space asynchronously; the next run fails with ENOSPC' }, async (t) => {
+// frees the space later): the next run right after must still work (the store waits for pending
+// deletions and retries when it runs out of space).
+test('reliability: right after a disk-full run, a small run works', { timeout: 240_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const store = await smallStore(t, '900M');
   const reporter = recordingReporter();

@@ -1,6 +1,7 @@
 // `strata run [dir]`: run every Layerfile of the repo with the cache, showing live progress.
 import { combineReporters, type Reporter } from '../../engine/reporter.js';
-import { openEngine } from '../compose.js';
+import { StrataError } from '../../errors.js';
+import { openEngine, storePaths } from '../compose.js';
 import { JsonReporter, TerminalReporter } from '../reporters/terminal.js';
 
 export interface RunCommandOptions {
@@ -14,6 +15,10 @@ export interface RunCommandOptions {
   cacheDirs?: boolean;
   /** A dotenv-style file of SECRET ENV values; `STRATA_SECRET_<NAME>` variables fill in the rest. */
   secrets?: string;
+  /** false with --no-expose: do not serve EXPOSE WEBSITE/TCP after a successful run. */
+  expose?: boolean;
+  /** Port of the EXPOSE WEBSITE preview server (default: a free one). */
+  exposePort?: string;
 }
 
 export async function runCommand(dir: string, options: RunCommandOptions): Promise<number> {
@@ -21,6 +26,10 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
   const { loadSecrets } = await import('../../engine/secrets.js');
   // Read before the store is opened: an unreadable secrets file fails at once.
   const secrets = await loadSecrets({ file: options.secrets, env: process.env });
+  const exposePort = options.exposePort === undefined ? undefined : Number(options.exposePort);
+  if (exposePort !== undefined && !(Number.isInteger(exposePort) && exposePort >= 0 && exposePort <= 65535)) {
+    throw new StrataError('STRATA_USAGE', `invalid --expose-port ${JSON.stringify(options.exposePort)}`, { hint: 'a TCP port, 1-65535 (0: a free one)' });
+  }
   const terminal = options.json ? undefined : new TerminalReporter({ stream: process.stdout, plain: options.plain ?? false });
   const reporters: Reporter[] = terminal ? [terminal] : [new JsonReporter(process.stdout)];
   // On a terminal a BUTTON asks; elsewhere (CI, pipes, --json) only --accept-buttons lets a run past one.
@@ -39,7 +48,11 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
       },
       engine.deps,
     );
-    return result.status === 'success' ? 0 : 1;
+    if (result.status !== 'success') return 1;
+    if (options.expose === false) return 0;
+    // EXPOSE WEBSITE/TCP: serve the final states until `strata stop` (with the store still locked).
+    const { serveExposure } = await import('./stop.js');
+    return await serveExposure(engine.deps, result, { storeRoot: storePaths(options.store).root, previewPort: exposePort, secrets, json: options.json });
   } finally {
     await engine.close();
   }

@@ -122,7 +122,7 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
       const record: MachineRecord = { name, rootfs: spec.rootfs, pid };
       await writeFile(join(stateDir, 'machine.json'), JSON.stringify(record));
       if (spec.network === 'outbound') {
-        machine.slirp = await startSlirp(pid, join(stateDir, 'slirp.log'));
+        machine.slirp = await startSlirp(pid, join(stateDir, 'slirp.log'), undefined, spec.portForwarding ? join(stateDir, 'slirp.sock') : undefined);
         record.slirpPid = machine.slirp.pid;
         await writeFile(join(stateDir, 'machine.json'), JSON.stringify(record));
       }
@@ -371,6 +371,13 @@ class RuncMachine implements Machine {
         await this.killTree(running);
       },
     };
+  }
+
+  async forwardPort(guestPort: number): Promise<number> {
+    if (!this.slirp?.forwardPort) {
+      throw new StrataError('STRATA_SANDBOX_EXEC', `machine ${this.name} was not started with port forwarding`, { hint: "start it with network 'outbound' and portForwarding: true" });
+    }
+    return this.slirp.forwardPort(guestPort);
   }
 
   async freeze(): Promise<void> {

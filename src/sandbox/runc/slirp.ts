@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
 import type { Readable } from 'node:stream';
 import { StrataError } from '../../errors.js';
 
@@ -13,6 +14,8 @@ export const slirpDns = '10.0.2.3';
 
 export interface Slirp {
   pid: number;
+  /** Set when started with an API socket: forwards a free 127.0.0.1 port to guestPort, returns it. */
+  forwardPort?(guestPort: number): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -20,13 +23,17 @@ export interface Slirp {
  * Starts slirp4netns on the network namespace of `targetPid` and waits until the tap device is
  * configured. fd 3 is the exit fd: slirp4netns exits by itself when this process (the engine) dies.
  */
-export async function startSlirp(targetPid: number, logFile: string, timeoutMs = 5000): Promise<Slirp> {
+export async function startSlirp(targetPid: number, logFile: string, timeoutMs = 5000, apiSocket?: string): Promise<Slirp> {
+  if (apiSocket !== undefined && Buffer.byteLength(apiSocket) > 107) {
+    throw new StrataError('STRATA_SANDBOX_START', `slirp4netns API socket path is too long for a unix socket: ${apiSocket}`, { hint: 'use a shorter machine id' });
+  }
   const log = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
     child = spawn(
       'slirp4netns',
-      ['--configure', '--mtu=65520', '--disable-host-loopback', '--exit-fd=3', '--ready-fd=4', String(targetPid), 'tap0'],
+      ['--configure', '--mtu=65520', '--disable-host-loopback', '--exit-fd=3', '--ready-fd=4',
+        ...(apiSocket !== undefined ? ['--api-socket', apiSocket] : []), String(targetPid), 'tap0'],
       { stdio: ['ignore', log, log, 'pipe', 'pipe'] },
     );
   } finally {
@@ -62,9 +69,55 @@ export async function startSlirp(targetPid: number, logFile: string, timeoutMs =
   if (child.pid === undefined) throw new StrataError('STRATA_SANDBOX_START', 'slirp4netns has no pid');
   return {
     pid: child.pid,
+    ...(apiSocket !== undefined ? { forwardPort: (guestPort: number) => forwardFreePort(apiSocket, guestPort) } : {}),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
     },
   };
+}
+
+/** One request on slirp4netns's JSON API socket; it answers and closes the connection. */
+function slirpApi(apiSocket: string, request: object): Promise<{ return?: unknown; error?: { desc?: string } }> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(apiSocket);
+    let answer = '';
+    socket.on('data', (data: Buffer) => (answer += data.toString()));
+    socket.once('error', reject);
+    socket.once('close', () => {
+      try {
+        resolve(JSON.parse(answer) as { return?: unknown; error?: { desc?: string } });
+      } catch {
+        reject(new Error(`unreadable answer from slirp4netns: ${JSON.stringify(answer)}`));
+      }
+    });
+    socket.end(JSON.stringify(request));
+  });
+}
+
+/** A port nobody listens on right now on 127.0.0.1 (the kernel's pick). */
+function freeHostPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/**
+ * slirp4netns 1.2 refuses host_port 0, so strata picks a free port and asks for it; another process
+ * may take it in between, hence the retries.
+ */
+async function forwardFreePort(apiSocket: string, guestPort: number): Promise<number> {
+  let lastError = '';
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const hostPort = await freeHostPort();
+    const answer = await slirpApi(apiSocket, { execute: 'add_hostfwd', arguments: { proto: 'tcp', host_addr: '127.0.0.1', host_port: hostPort, guest_port: guestPort } });
+    if (answer.error === undefined) return hostPort;
+    lastError = answer.error.desc ?? JSON.stringify(answer.error);
+  }
+  throw new StrataError('STRATA_SANDBOX_EXEC', `could not forward a host port to the machine's port ${guestPort}: ${lastError}`);
 }
