@@ -32,6 +32,15 @@ export function resolveDestPath(workdir: string, dest: string): { path: string; 
 }
 
 function gitBlob(repoDir: string, tree: TreeId, path: string): Promise<Buffer> {
+  // git's paths are decoded as UTF-8; a name that is not valid UTF-8 cannot be asked for by name.
+  // (Traces and changes decode it the same lossy way, so it still invalidates: a rerun, never a wrong hit.)
+  if (path.includes('\uFFFD')) {
+    return Promise.reject(
+      new StrataError('STRATA_ENGINE', `the file name ${JSON.stringify(path)} is not valid UTF-8, which strata cannot update in a restored machine yet`, {
+        hint: 'rename the file, or run with --no-cache (a full copy handles any name)',
+      }),
+    );
+  }
   return new Promise((resolve, reject) => {
     execFile('git', ['cat-file', 'blob', `${tree}:${path}`], { cwd: repoDir, encoding: 'buffer', maxBuffer: 4 * 1024 * 1024 * 1024 }, (error, stdout) => {
       if (error) reject(new StrataError('STRATA_ENGINE', `cannot read ${path} from the source tree`, { cause: error }));
