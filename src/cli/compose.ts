@@ -60,6 +60,9 @@ export async function openEngine(options: { store?: string | undefined; reporter
     const runc = createRuncSandbox({ prefix: `strata-${storeTag}-`, stateRoot });
     await runc.reapLeftovers();
     const cacheIndex = createCacheIndex(db);
+    // Retention: the newest chains of each runner (default 10, $STRATA_KEEP_CHAINS); the snapshots of
+    // forgotten chains go with the crash orphans just below.
+    cacheIndex.pruneChains(Number(process.env.STRATA_KEEP_CHAINS ?? 10) || 10);
     await removeOrphanSnapshots(snapshots, cacheIndex.referencedSnapshots());
     const sandbox = adaptSandbox(runc);
     const images: EngineImages = {

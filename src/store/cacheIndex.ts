@@ -67,6 +67,12 @@ export interface CacheIndex {
   completeChain(chainId: string): void;
   /** Every snapshot some chain still names (what garbage collection must keep). */
   referencedSnapshots(): Set<string>;
+  /**
+   * Forgets all but the newest `keep` chains of every runner of every repository; returns how many
+   * were forgotten. Their snapshots become unreferenced and are removed with the other orphans.
+   * Forgetting a chain can only make a later run restore less deep, never reuse something wrongly.
+   */
+  pruneChains(keep: number): number;
 }
 
 interface ChainRow {
@@ -109,6 +115,12 @@ export function createCacheIndex(db: Db): CacheIndex {
   );
   const markComplete = db.prepare('UPDATE chains SET complete = 1 WHERE id = ?');
   const allSnapshots = db.prepare<[], { snapshot: string }>('SELECT DISTINCT snapshot FROM chain_steps WHERE snapshot IS NOT NULL');
+  const pruneOld = db.prepare<[number]>(`
+    DELETE FROM chains WHERE id IN (
+      SELECT id FROM (
+        SELECT id, ROW_NUMBER() OVER (PARTITION BY repo, runner ORDER BY created_at DESC, rowid DESC) AS newness FROM chains
+      ) WHERE newness > ?
+    )`);
 
   const toStep = (row: StepRow): ChainStepRecord => ({
     index: row.idx,
@@ -161,6 +173,9 @@ export function createCacheIndex(db: Db): CacheIndex {
     },
     referencedSnapshots() {
       return new Set(allSnapshots.all().map((r) => r.snapshot));
+    },
+    pruneChains(keep) {
+      return pruneOld.run(Math.max(1, keep)).changes;
     },
   };
 }

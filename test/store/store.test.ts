@@ -119,3 +119,21 @@ test('store lock: exclusive while held, released, and a dead holder is taken ove
   const third = await lockStore(dir, { waitMs: 300 });
   await third.release();
 });
+
+test('pruneChains keeps the newest chains of every runner and forgets the rest with their steps', () => {
+  const db = openDatabase(':memory:');
+  const index = createCacheIndex(db);
+  const base = { layerfile: 'Layerfile', runId: 'run' };
+  for (let i = 0; i < 5; i++) {
+    const id = index.startChain({ ...base, repo: '/r', runner: 'a', tree: `t${i}` }, 1000 + i);
+    index.addStep(id, step(0, 'k0', `snap-a${i}`));
+  }
+  const other = index.startChain({ ...base, repo: '/r', runner: 'b', tree: 'tb' }, 1);
+  index.addStep(other, step(0, 'k0', 'snap-b'));
+  assert.equal(index.pruneChains(2), 3);
+  assert.deepEqual(index.candidates('/r', 'a', 'k0').map((c) => c.tree), ['t4', 't3']);
+  assert.deepEqual(index.candidates('/r', 'b', 'k0').map((c) => c.tree), ['tb'], 'other runners keep their own newest');
+  assert.deepEqual([...index.referencedSnapshots()].sort(), ['snap-a3', 'snap-a4', 'snap-b']);
+  assert.equal((db.prepare('SELECT COUNT(*) AS n FROM chain_steps').get() as { n: number }).n, 3, 'forgotten chains lose their steps');
+  assert.equal(index.pruneChains(2), 0);
+});
