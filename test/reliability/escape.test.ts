@@ -79,7 +79,7 @@ test('reliability: a machine cannot reach the host (files, mounts, sysctls, loop
 // --disable-host-loopback only blocks 10.0.2.2 -> 127.0.0.1: the host's own non-loopback addresses
 // are plain outbound destinations, so every host service bound to 0.0.0.0 or a LAN address is open
 // to every Layerfile.
-test('reliability: a machine cannot reach a TCP server on the host\'s non-loopback address', { timeout: 180_000, todo: 'engine bug: slirp4netns (src/sandbox/runc/slirp.ts) lets machines connect to the host\'s own non-loopback addresses' }, async (t) => {
+test('reliability: a machine cannot reach a TCP server on the host\'s non-loopback address', { timeout: 180_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const external = Object.values(networkInterfaces())
     .flat()
