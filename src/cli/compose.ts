@@ -119,6 +119,23 @@ function stepResult(outcome: ExecOutcome): StepExecResult {
   return { exitCode: outcome.exitCode, signal: outcome.signal, durationMs: outcome.durationMs, timedOut: outcome.timedOut, oomKilled: outcome.oomKilled };
 }
 
+/** Decodes a process's output chunks as UTF-8, per stream, without splitting a character between chunks. */
+function utf8Output(onOutput: (stream: 'stdout' | 'stderr', text: string) => void) {
+  const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  return {
+    write(chunk: { stream: 'stdout' | 'stderr'; data: Buffer }): void {
+      const text = decoders[chunk.stream].write(chunk.data);
+      if (text) onOutput(chunk.stream, text);
+    },
+    end(): void {
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const rest = decoders[stream].end();
+        if (rest) onOutput(stream, rest);
+      }
+    },
+  };
+}
+
 /** The runc sandbox as the engine's narrow machine port: outbound network, output decoded as UTF-8. */
 function adaptSandbox(sandbox: Sandbox): EngineSandbox {
   return {
@@ -135,35 +152,25 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
       const adapted: EngineMachine = {
         pid: machine.pid,
         async exec(exec) {
-          const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+          const output = utf8Output(exec.onOutput);
           const outcome = await machine.exec({
             command: exec.command,
             env: exec.env,
             workdir: exec.workdir,
             user: exec.user,
             ...(exec.signal ? { signal: exec.signal } : {}),
-            onOutput: (chunk) => {
-              const text = decoders[chunk.stream].write(chunk.data);
-              if (text) exec.onOutput(chunk.stream, text);
-            },
+            onOutput: output.write,
           });
-          for (const stream of ['stdout', 'stderr'] as const) {
-            const rest = decoders[stream].end();
-            if (rest) exec.onOutput(stream, rest);
-          }
+          output.end();
           return stepResult(outcome);
         },
         async startBackground(request) {
-          const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
           const background = await machine.startBackground({
             command: request.command,
             env: request.env,
             workdir: request.workdir,
             user: request.user,
-            onOutput: (chunk) => {
-              const text = decoders[chunk.stream].write(chunk.data);
-              if (text) request.onOutput(chunk.stream, text);
-            },
+            onOutput: utf8Output(request.onOutput).write,
           });
           return {
             exitedWithin: async (ms) => {

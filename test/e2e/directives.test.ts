@@ -8,16 +8,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SnapshotName } from '../../src/snapshot/types.js';
 import { requireRoot } from '../helpers/env.js';
-import { createGitRepo, createTestEngine, type TestEngine } from '../helpers/engine.js';
+import { createGitRepo, createTestEngine, ROOT_RUNNER, stepId, stepIds, type TestEngine, type TestRepo, type TestRun } from '../helpers/engine.js';
 
-const ROOT = 'main-layerfile';
+const ROOT = ROOT_RUNNER;
 const TIMEOUT = 300_000;
 
-type Repo = ReturnType<typeof createGitRepo>;
-type Run = Awaited<ReturnType<TestEngine['run']>>;
+type Repo = TestRepo;
+type Run = TestRun;
 
-const at = (step: number, runner = ROOT): string => `${runner}#${step}`;
-const steps = (from: number, to: number, runner = ROOT): string[] => Array.from({ length: to - from + 1 }, (_, i) => at(from + i, runner));
+const at = stepId;
+const steps = stepIds;
 
 /** The message of each runner that did not succeed, for assertion messages. */
 const failures = (run: Run): string => [...run.result.outcomes.values()].map((o) => o.message).filter(Boolean).join('; ');

@@ -7,16 +7,16 @@ import assert from 'node:assert/strict';
 import { chmodSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireRoot } from '../helpers/env.js';
-import { createGitRepo, createTestEngine, type TestEngine } from '../helpers/engine.js';
+import { createGitRepo, createTestEngine, ROOT_RUNNER, stepId, stepIds, type TestEngine, type TestRepo, type TestRun } from '../helpers/engine.js';
 
-const ROOT = 'main-layerfile';
+const ROOT = ROOT_RUNNER;
 const TIMEOUT = 300_000;
 
-type Repo = ReturnType<typeof createGitRepo>;
-type Run = Awaited<ReturnType<TestEngine['run']>>;
+type Repo = TestRepo;
+type Run = TestRun;
 
-const at = (step: number, runner = ROOT): string => `${runner}#${step}`;
-const steps = (from: number, to: number, runner = ROOT): string[] => Array.from({ length: to - from + 1 }, (_, i) => at(from + i, runner));
+const at = stepId;
+const steps = stepIds;
 
 async function runOk(engine: TestEngine, repo: Repo, what: string): Promise<Run> {
   const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });

@@ -84,3 +84,13 @@ export function createGitRepo(t: TestContext, files: Record<string, string>) {
   commit('initial', files);
   return { dir, git, write, commit };
 }
+
+/** The runner id of a repository's root Layerfile. */
+export const ROOT_RUNNER = 'main-layerfile';
+export type TestRun = Awaited<ReturnType<TestEngine['run']>>;
+export type TestRepo = ReturnType<typeof createGitRepo>;
+
+/** How a step appears in a run's `ran` list: `<runner>#<step index>`. */
+export const stepId = (step: number, runner = ROOT_RUNNER): string => `${runner}#${step}`;
+/** Step ids `from`..`to` (both included) of one runner. */
+export const stepIds = (from: number, to: number, runner = ROOT_RUNNER): string[] => Array.from({ length: to - from + 1 }, (_, i) => stepId(from + i, runner));
