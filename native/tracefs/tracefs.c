@@ -382,13 +382,8 @@ static void entry_locked(struct node *parent, const char *name, const struct sta
   e->entry_timeout = opt_timeout;
 }
 
-// Replies to a request that created `name` in `parent` (mknod/mkdir/symlink/link).
-static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name, const char *rel) {
-  struct stat st;
-  if (fstatat(root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    fuse_reply_err(req, errno);
-    return;
-  }
+// Replies with the entry for `name` in `parent` whose attributes are `st`, recording it as `kind`.
+static void reply_entry(fuse_req_t req, fuse_ino_t parent, const char *name, const char *rel, const struct stat *st, enum trace_kind kind) {
   struct fuse_entry_param e;
   pthread_mutex_lock(&lock);
   struct node *p = node_by_id(parent);
@@ -397,9 +392,19 @@ static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
     fuse_reply_err(req, ESTALE);
     return;
   }
-  entry_locked(p, name, &st, rel, TRACE_WRITTEN, &e);
+  entry_locked(p, name, st, rel, kind, &e);
   pthread_mutex_unlock(&lock);
   fuse_reply_entry(req, &e);
+}
+
+// Replies to a request that created `name` in `parent` (mknod/mkdir/symlink/link).
+static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name, const char *rel) {
+  struct stat st;
+  if (fstatat(root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  reply_entry(req, parent, name, rel, &st, TRACE_WRITTEN);
 }
 
 // New files belong to the caller, not to root (the daemon). A set-gid parent directory already
@@ -454,17 +459,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
     }
     return;
   }
-  struct fuse_entry_param e;
-  pthread_mutex_lock(&lock);
-  struct node *p = node_by_id(parent);
-  if (!p) {
-    pthread_mutex_unlock(&lock);
-    fuse_reply_err(req, ESTALE);
-    return;
-  }
-  entry_locked(p, name, &st, rel, TRACE_STATTED, &e);
-  pthread_mutex_unlock(&lock);
-  fuse_reply_entry(req, &e);
+  reply_entry(req, parent, name, rel, &st, TRACE_STATTED);
 }
 
 static void forget_locked(fuse_ino_t ino, uint64_t nlookup) {
