@@ -407,23 +407,25 @@ static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
   reply_entry(req, parent, name, rel, &st, TRACE_WRITTEN);
 }
 
-// New files belong to the caller, not to root (the daemon). A set-gid parent directory already
-// gave the right group.
-static void chown_to_caller(fuse_req_t req, const char *parent_rel, const char *rel) {
-  const struct fuse_ctx *ctx = fuse_req_ctx(req);
-  if (ctx->uid == 0 && ctx->gid == 0) return;
-  struct stat parent_st;
-  gid_t gid = ctx->gid;
-  if (fstatat(root_fd, at_path(parent_rel), &parent_st, 0) == 0 && (parent_st.st_mode & S_ISGID)) gid = (gid_t)-1;
-  if (fchownat(root_fd, rel, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
-    fprintf(stderr, "strata-tracefs: chown %s: %s\n", rel, strerror(errno));
-}
-
 static void parent_of(const char *rel, char *out) {
   const char *slash = strrchr(rel, '/');
   size_t len = slash ? (size_t)(slash - rel) : 0;
   memcpy(out, rel, len);
   out[len] = '\0';
+}
+
+// New files belong to the caller, not to root (the daemon). A set-gid parent directory already
+// gave the right group.
+static void chown_to_caller(fuse_req_t req, const char *rel) {
+  const struct fuse_ctx *ctx = fuse_req_ctx(req);
+  if (ctx->uid == 0 && ctx->gid == 0) return;
+  char parent_rel[PATH_CAP];
+  parent_of(rel, parent_rel);
+  struct stat parent_st;
+  gid_t gid = ctx->gid;
+  if (fstatat(root_fd, at_path(parent_rel), &parent_st, 0) == 0 && (parent_st.st_mode & S_ISGID)) gid = (gid_t)-1;
+  if (fchownat(root_fd, rel, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
+    fprintf(stderr, "strata-tracefs: chown %s: %s\n", rel, strerror(errno));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -595,7 +597,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
-  char rel[PATH_CAP], parent_rel[PATH_CAP];
+  char rel[PATH_CAP];
   int err = path_of_child(parent, name, rel);
   if (err) {
     fuse_reply_err(req, err);
@@ -605,13 +607,12 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     fuse_reply_err(req, errno);
     return;
   }
-  parent_of(rel, parent_rel);
-  chown_to_caller(req, parent_rel, rel);
+  chown_to_caller(req, rel);
   reply_new_entry(req, parent, name, rel);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
-  char rel[PATH_CAP], parent_rel[PATH_CAP];
+  char rel[PATH_CAP];
   int err = path_of_child(parent, name, rel);
   if (err) {
     fuse_reply_err(req, err);
@@ -621,13 +622,12 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     fuse_reply_err(req, errno);
     return;
   }
-  parent_of(rel, parent_rel);
-  chown_to_caller(req, parent_rel, rel);
+  chown_to_caller(req, rel);
   reply_new_entry(req, parent, name, rel);
 }
 
 static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name) {
-  char rel[PATH_CAP], parent_rel[PATH_CAP];
+  char rel[PATH_CAP];
   int err = path_of_child(parent, name, rel);
   if (err) {
     fuse_reply_err(req, err);
@@ -637,8 +637,7 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
     fuse_reply_err(req, errno);
     return;
   }
-  parent_of(rel, parent_rel);
-  chown_to_caller(req, parent_rel, rel);
+  chown_to_caller(req, rel);
   reply_new_entry(req, parent, name, rel);
 }
 
@@ -780,7 +779,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
-  char rel[PATH_CAP], parent_rel[PATH_CAP];
+  char rel[PATH_CAP];
   int err = path_of_child(parent, name, rel);
   if (err) {
     fuse_reply_err(req, err);
@@ -791,8 +790,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     fuse_reply_err(req, errno);
     return;
   }
-  parent_of(rel, parent_rel);
-  chown_to_caller(req, parent_rel, rel);
+  chown_to_caller(req, rel);
   struct stat st;
   if (fstat(fd, &st) != 0) {
     err = errno;
