@@ -34,19 +34,10 @@ export function splitWords(text: string, options: SplitOptions = {}): SplitResul
     const start = i;
     let value = '';
     while (i < text.length && text[i] !== ' ' && text[i] !== '\t') {
-      const c = text[i] ?? '';
-      if (c === '"' || c === "'") {
-        const quoted = readQuoted(text, i);
-        if (quoted === undefined) return { ok: false, offset: i, message: `unterminated ${c === '"' ? 'double' : 'single'} quote` };
-        value += quoted.value;
-        i = quoted.end;
-      } else if (c === '\\' && options.backslashEscapes && i + 1 < text.length) {
-        value += text[i + 1];
-        i += 2;
-      } else {
-        value += c;
-        i++;
-      }
+      const piece = readPiece(text, i, options);
+      if (piece === undefined) return { ok: false, offset: i, message: `unterminated ${text[i] === '"' ? 'double' : 'single'} quote` };
+      value += piece.value;
+      i = piece.end;
     }
     words.push({ value, raw: text.slice(start, i), offset: start });
   }
@@ -58,20 +49,23 @@ export function unquote(text: string, options: SplitOptions = {}): string {
   let value = '';
   let i = 0;
   while (i < text.length) {
-    const c = text[i] ?? '';
-    const quoted = c === '"' || c === "'" ? readQuoted(text, i) : undefined;
-    if (quoted !== undefined) {
-      value += quoted.value;
-      i = quoted.end;
-    } else if (c === '\\' && options.backslashEscapes && i + 1 < text.length) {
-      value += text[i + 1];
-      i += 2;
-    } else {
-      value += c;
-      i++;
-    }
+    // An unclosed quote cannot occur in checked text; should one slip through, it stays literal.
+    const piece = readPiece(text, i, options) ?? { value: text[i] ?? '', end: i + 1 };
+    value += piece.value;
+    i = piece.end;
   }
   return value;
+}
+
+/**
+ * The next piece of a word at `i`: a quoted part, a backslash-escaped character (with
+ * `backslashEscapes`), or one plain character. Undefined for a quote that is never closed.
+ */
+function readPiece(text: string, i: number, options: SplitOptions): { value: string; end: number } | undefined {
+  const c = text[i] ?? '';
+  if (c === '"' || c === "'") return readQuoted(text, i);
+  if (c === '\\' && options.backslashEscapes && i + 1 < text.length) return { value: text[i + 1] ?? '', end: i + 2 };
+  return { value: c, end: i + 1 };
 }
 
 /** Reads the quoted part starting at `start` (a quote character); undefined when it is not closed. */
