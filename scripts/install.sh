@@ -22,6 +22,9 @@ PACKAGES=(
   uidmap psmisc procps util-linux
   git build-essential ca-certificates
   sqlite3
+  chromium         # the web UI's browser tests (driven by playwright-core)
+  python3 make g++ # node-gyp for native npm addons (node-pty)
+  openssl curl     # webhook signatures and calls in tests
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -19,7 +19,8 @@ function findTests(dir) {
   return found;
 }
 
-const typecheck = spawnSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmit'], { cwd: root, stdio: 'inherit' });
+// The engine/server/CLI project, then the web UI's (DOM, JSX) project.
+const typecheck = spawnSync('npm', ['run', '--silent', 'typecheck'], { cwd: root, stdio: 'inherit' });
 if (typecheck.status !== 0) {
   console.error('typecheck failed');
   process.exit(typecheck.status ?? 1);

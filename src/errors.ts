@@ -12,9 +12,11 @@ export type StrataErrorCode =
   | 'STRATA_TRACE'
   | 'STRATA_STORE'
   | 'STRATA_ENGINE'
+  | 'STRATA_CANCELLED'
   | 'STRATA_SECRET'
   | 'STRATA_INSTALL'
-  | 'STRATA_INTERNAL';
+  | 'STRATA_INTERNAL'
+  | 'STRATA_UNAUTHORIZED' | 'STRATA_FORBIDDEN' | 'STRATA_NOT_FOUND' | 'STRATA_CONFLICT' | 'STRATA_GONE';
 
 export interface StrataErrorOptions {
   hint?: string | undefined;

@@ -159,6 +159,7 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
             workdir: exec.workdir,
             user: exec.user,
             ...(exec.signal ? { signal: exec.signal } : {}),
+            ...(exec.timeoutMs !== undefined ? { timeoutMs: exec.timeoutMs } : {}),
             onOutput: output.write,
           });
           output.end();

@@ -35,6 +35,7 @@ export function buildProgram(): Command {
     .option('--json', 'print a JSON event stream, one event per line')
     .option('--no-expose', 'do not serve EXPOSE WEBSITE/TCP after a successful run')
     .option('--expose-port <port>', 'port of the EXPOSE WEBSITE preview server on 127.0.0.1 (default: a free one)')
+    .option('--step-timeout <duration>', 'kill a RUN step that runs longer than this (90s, 30m, 2h)')
     .action(async (dir: string | undefined, options: import('./commands/run.js').RunCommandOptions) => {
       const { runCommand } = await import('./commands/run.js');
       process.exitCode = await runCommand(dir ?? '.', options);

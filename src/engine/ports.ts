@@ -35,6 +35,8 @@ export interface EngineMachine {
     user: string;
     onOutput: (stream: OutputStream, data: string) => void;
     signal?: AbortSignal | undefined;
+    /** Kill the command (and everything it started) after this long: a timed-out result. */
+    timeoutMs?: number | undefined;
   }): Promise<StepExecResult>;
   /** Starts `command` (bash) and returns at once; its output keeps flowing to `onOutput` while it runs. */
   startBackground(request: {

@@ -28,7 +28,7 @@ export interface RunnerView {
 
 export interface RunSummary {
   runId: string;
-  status: 'success' | 'failure' | 'error';
+  status: 'success' | 'failure' | 'error' | 'cancelled';
   durationMs: number;
   stepsRan: number;
   stepsCached: number;
@@ -41,7 +41,7 @@ export interface Reporter {
   onRunnerStart?(event: { runner: string; plan: string }): void;
   onStepStatus?(event: { runner: string; step: number; status: StepStatus; durationMs?: number; explanation?: StepExplanation }): void;
   onStepOutput?(event: { runner: string; step: number; stream: OutputStream; data: string; timeMs: number }): void;
-  onRunnerEnd?(event: { runner: string; status: 'success' | 'failure' | 'error'; message?: string; failedStep?: number }): void;
+  onRunnerEnd?(event: { runner: string; status: 'success' | 'failure' | 'error' | 'cancelled'; message?: string; failedStep?: number }): void;
   onRunEnd?(event: RunSummary): void;
 }
 

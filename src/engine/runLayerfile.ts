@@ -65,6 +65,10 @@ export interface RunContext {
   noCacheDirs?: boolean | undefined;
   /** Values for SECRET ENV; none when absent. */
   secrets?: Secrets | undefined;
+  /** Aborted: stop at once (see RunOptions.signal). */
+  signal?: AbortSignal | undefined;
+  /** RunOptions.stepTimeoutMs. */
+  stepTimeoutMs?: number | undefined;
 }
 
 interface StepEntry {
@@ -369,13 +373,16 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   // with no way to ask, or when declined, the run stops there.
   const requireApproval = async (button: Extract<Instruction, { kind: 'button' }>): Promise<void> => {
     if (ctx.acceptButtons) return;
+    throwIfCancelled(ctx);
     const where = `${node.path}:${button.range.line}`;
     if (!ctx.approveButton) {
       throw new StrataError('STRATA_ENGINE', `${where}: BUTTON "${button.message}" needs approval`, {
         hint: 'run on a terminal to be asked, or with --accept-buttons to approve every BUTTON of this run',
       });
     }
-    if (!(await ctx.approveButton({ runner, layerfile: node.path, line: button.range.line, message: button.message }))) {
+    const approved = await ctx.approveButton({ runner, layerfile: node.path, line: button.range.line, message: button.message });
+    throwIfCancelled(ctx);
+    if (!approved) {
       throw new StrataError('STRATA_ENGINE', `${where}: BUTTON "${button.message}" was declined`);
     }
   };
@@ -440,6 +447,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     let snapshotsEnabled = instructions.slice(0, instructionCursor).reduce((on, i) => (i.kind === 'checkpoint' ? i.mode !== 'disabled' : on), true);
 
     for (const s of steps.slice(firstToRun)) {
+      throwIfCancelled(ctx);
       // Instructions between the previous step and this one.
       for (; instructionCursor < s.instructionIndex; instructionCursor++) {
         const between = instructions[instructionCursor] as Instruction;
@@ -471,10 +479,21 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       };
       const runInMachine = async (command: string, as: ExecState): Promise<typeof outcome> => {
         await Promise.all(sessions.map((t) => t.session.beginStep(s.step)));
-        const result = await (machine as EngineMachine).exec({ command: runScript(command, as), env: withSecrets(execEnv(baseEnv, as), as.secrets), workdir: as.workdir, user: as.user, onOutput: output });
+        const result = await (machine as EngineMachine).exec({
+          command: runScript(command, as),
+          env: withSecrets(execEnv(baseEnv, as), as.secrets),
+          workdir: as.workdir,
+          user: as.user,
+          onOutput: output,
+          signal: ctx.signal,
+          timeoutMs: ctx.stepTimeoutMs,
+        });
+        // A cancelled step ends here: nothing of it is recorded, the machine goes (finally, below).
+        throwIfCancelled(ctx);
         await freeze();
         const traces = await Promise.all(sessions.map((t) => t.session.endStep()));
-        return { trace: mergeTraces(traces), failure: result.exitCode === 0 ? null : describeFailure(result) };
+        const failure = result.exitCode === 0 ? null : result.timedOut && ctx.stepTimeoutMs !== undefined ? `timed out after ${Math.round(ctx.stepTimeoutMs / 100) / 10} s (the step timeout)` : describeFailure(result);
+        return { trace: mergeTraces(traces), failure };
       };
       // RUN BACKGROUND: the step's window is the start plus the check; the process runs on after it.
       const startInMachine = async (command: BackgroundCommand): Promise<typeof outcome> => {
@@ -595,7 +614,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   } catch (error) {
     if (runningStep) {
       const failed = runningStep;
-      const reason = { message: `strata failed during this step: ${error instanceof Error ? error.message : String(error)}` };
+      const cancelled = error instanceof StrataError && error.code === 'STRATA_CANCELLED';
+      const reason = { message: cancelled ? 'cancelled while running' : `strata failed during this step: ${error instanceof Error ? error.message : String(error)}` };
       deps.reporter.onStepStatus?.({ runner, step: failed.step, status: 'failed', explanation: { cached: false, message: reason.message } });
       deps.runLog.setStep(ctx.runId, { runner, index: failed.step, line: failed.instruction.range.line, text: failed.instruction.canonical, status: 'failed', reason, durationMs: null, snapshot: null });
     }
@@ -606,6 +626,10 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     await cacheLease?.release();
     await deps.snapshots.remove(activeKey).catch(() => {});
   }
+}
+
+function throwIfCancelled(ctx: RunContext): void {
+  if (ctx.signal?.aborted) throw new StrataError('STRATA_CANCELLED', 'the run was cancelled');
 }
 
 function describeFailure(result: Pick<StepExecResult, 'exitCode' | 'signal' | 'timedOut' | 'oomKilled'>): string {

@@ -32,6 +32,13 @@ export interface RunOptions {
   subdir?: string | undefined;
   /** Values for SECRET ENV. They are masked in every event this run reports. */
   secrets?: Secrets | undefined;
+  /**
+   * Cancels the run: the running steps are killed, nothing of them is cached, machines are destroyed,
+   * Layerfiles not started yet are skipped, and the run ends 'cancelled'.
+   */
+  signal?: AbortSignal | undefined;
+  /** Kill a RUN step that takes longer than this (the step fails as timed out). */
+  stepTimeoutMs?: number | undefined;
 }
 
 export interface RunResult extends RunSummary {
@@ -130,7 +137,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
     ),
   });
 
-  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false };
+  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false, signal: options.signal, stepTimeoutMs: options.stepTimeoutMs };
   const outcomes = new Map<string, LayerfileOutcome>();
   for (const level of graph.levels) {
     await mapLimited(level, deps.parallelism, async (path) => {
@@ -140,7 +147,13 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
   }
 
   const all = [...outcomes.values()];
-  const status: RunSummary['status'] = all.some((o) => o.status === 'error') ? 'error' : all.every((o) => o.status === 'success') ? 'success' : 'failure';
+  const status: RunSummary['status'] = options.signal?.aborted
+    ? 'cancelled'
+    : all.some((o) => o.status === 'error')
+      ? 'error'
+      : all.every((o) => o.status === 'success')
+        ? 'success'
+        : 'failure';
   const summary: RunSummary = {
     runId,
     status,
@@ -154,6 +167,10 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
 }
 
 async function runNode(ctx: RunContext, node: GraphNode, outcomes: Map<string, LayerfileOutcome>): Promise<LayerfileOutcome> {
+  if (ctx.signal?.aborted) {
+    const skipped = runnerIdsOf(node).map((runner) => skipRunner(ctx, node, runner, 'not run: the run was cancelled'));
+    return skipped.length === 1 ? (skipped[0] as LayerfileOutcome) : combineCopies(node, skipped);
+  }
   const blocked = node.dependsOn.find((dep) => outcomes.get(dep)?.status !== 'success');
   if (blocked) {
     const skipped = runnerIdsOf(node).map((runner) => skipRunner(ctx, node, runner, `not run: ${blocked} did not succeed`));
@@ -197,6 +214,11 @@ async function runRunner(ctx: RunContext, node: GraphNode, parent: LayerfileOutc
     return outcome;
   } catch (error) {
     const message = error instanceof StrataError ? `${error.message}${error.hint ? ` (hint: ${error.hint})` : ''}` : String(error instanceof Error ? (error.stack ?? error.message) : error);
+    if (error instanceof StrataError && error.code === 'STRATA_CANCELLED') {
+      deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'cancelled' });
+      deps.reporter.onRunnerEnd?.({ runner, status: 'cancelled', message: error.message });
+      return { status: 'skipped', message: error.message, finalSnapshot: null, finalStateId: '', execState: { env: {}, workdir: '/root', user: 'root', setupFiles: [] }, copies: [], stepsRan: 0, stepsCached: 0 };
+    }
     deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'error' });
     deps.reporter.onRunnerEnd?.({ runner, status: 'error', message });
     return { status: 'error', message, finalSnapshot: null, finalStateId: '', execState: { env: {}, workdir: '/root', user: 'root', setupFiles: [] }, copies: [], stepsRan: 0, stepsCached: 0 };

@@ -1,7 +1,7 @@
 // Runs as history: what ran, what was cached and why. `strata why` and the server read this.
 import type { Db } from './database.js';
 
-export type RunStatus = 'running' | 'success' | 'failure' | 'error';
+export type RunStatus = 'running' | 'success' | 'failure' | 'error' | 'cancelled';
 export type StepOutcome = 'pending' | 'cached' | 'ran' | 'failed' | 'skipped';
 
 export interface StepReason {

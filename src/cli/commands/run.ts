@@ -1,5 +1,6 @@
 // `strata run [dir]`: run every Layerfile of the repo with the cache, showing live progress.
 import { combineReporters, type Reporter } from '../../engine/reporter.js';
+import { parseAge } from '../../engine/cacheDirs.js';
 import { StrataError } from '../../errors.js';
 import { openEngine, storePaths } from '../compose.js';
 import { JsonReporter, TerminalReporter } from '../reporters/terminal.js';
@@ -19,6 +20,16 @@ export interface RunCommandOptions {
   expose?: boolean;
   /** Port of the EXPOSE WEBSITE preview server (default: a free one). */
   exposePort?: string;
+  /** --step-timeout: e.g. 90s, 30m, 2h. */
+  stepTimeout?: string;
+}
+
+/** A duration with a unit (90s, 30m, 2h) in milliseconds. */
+export function parseStepTimeout(text: string): number {
+  if (!/^\s*\d+(?:\.\d+)?\s*[smhdw]\s*$/i.test(text)) {
+    throw new StrataError('STRATA_USAGE', `invalid --step-timeout ${JSON.stringify(text)}`, { hint: 'a number with a unit: 90s, 30m, 2h' });
+  }
+  return parseAge(text);
 }
 
 export async function runCommand(dir: string, options: RunCommandOptions): Promise<number> {
@@ -30,11 +41,22 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
   if (exposePort !== undefined && !(Number.isInteger(exposePort) && exposePort >= 0 && exposePort <= 65535)) {
     throw new StrataError('STRATA_USAGE', `invalid --expose-port ${JSON.stringify(options.exposePort)}`, { hint: 'a TCP port, 1-65535 (0: a free one)' });
   }
+  const stepTimeoutMs = options.stepTimeout === undefined ? undefined : parseStepTimeout(options.stepTimeout);
   const terminal = options.json ? undefined : new TerminalReporter({ stream: process.stdout, plain: options.plain ?? false });
   const reporters: Reporter[] = terminal ? [terminal] : [new JsonReporter(process.stdout)];
   // On a terminal a BUTTON asks; elsewhere (CI, pipes, --json) only --accept-buttons lets a run past one.
   const approveButton = terminal && process.stdin.isTTY && process.stdout.isTTY ? buttonPrompt(terminal) : undefined;
   const engine = await openEngine({ store: options.store, reporter: combineReporters(...reporters) });
+  // Ctrl-C / SIGTERM cancel the run cleanly (machines destroyed, nothing half-cached); a second one
+  // leaves at once, and the next run cleans up after it.
+  const cancel = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (cancel.signal.aborted) process.exit(130);
+    process.stderr.write(`\nstrata: ${signal}: cancelling the run (again to quit at once)\n`);
+    cancel.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const result = await runRepository(
       {
@@ -45,15 +67,23 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
         approveButton,
         secrets,
         noCacheDirs: options.cacheDirs === false,
+        signal: cancel.signal,
+        stepTimeoutMs,
       },
       engine.deps,
     );
+    // From here on, SIGTERM belongs to the exposure (`strata stop`).
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (result.status === 'cancelled') return 130;
     if (result.status !== 'success') return 1;
     if (options.expose === false) return 0;
     // EXPOSE WEBSITE/TCP: serve the final states until `strata stop` (with the store still locked).
     const { serveExposure } = await import('./stop.js');
     return await serveExposure(engine.deps, result, { storeRoot: storePaths(options.store).root, previewPort: exposePort, secrets, json: options.json });
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await engine.close();
   }
 }

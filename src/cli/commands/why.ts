@@ -1,6 +1,7 @@
 // `strata why [dir] [--step N]`: for the last run of a repo, each Layerfile's steps with cached/ran and
 // the reason: the snapshot a cached step came from, the first invalidating path of a rerun.
 import pc from 'picocolors';
+import { wantsColor } from '../reporters/colors.js';
 import type { RunRecord } from '../../store/runs.js';
 import { formatDuration } from '../reporters/terminal.js';
 
@@ -40,7 +41,7 @@ export async function whyCommand(dir: string, options: { step?: string; store?: 
       return 1;
     }
     if (options.json) process.stdout.write(JSON.stringify(run, null, 2) + '\n');
-    else process.stdout.write(formatWhy(run, { step: options.step ? Number(options.step) : undefined, colour: Boolean(process.stdout.isTTY) }) + '\n');
+    else process.stdout.write(formatWhy(run, { step: options.step ? Number(options.step) : undefined, colour: wantsColor(process.stdout) }) + '\n');
     return 0;
   } finally {
     db.close();

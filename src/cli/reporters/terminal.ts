@@ -3,7 +3,7 @@
 // log folds away when it finishes, and a failed step's full log is printed at the end. Not on a TTY:
 // plain, append-only lines (one per state change, output lines prefixed with the runner and step).
 import { createLogUpdate } from 'log-update';
-import pc from 'picocolors';
+import { colorsFor, type Colors } from './colors.js';
 import type { Reporter, RunnerView, StepExplanation, StepStatus } from '../../engine/reporter.js';
 
 interface StepState {
@@ -20,7 +20,7 @@ interface StepState {
 interface RunnerState {
   view: RunnerView;
   steps: StepState[];
-  status: 'pending' | 'running' | 'success' | 'failure' | 'error';
+  status: 'pending' | 'running' | 'success' | 'failure' | 'error' | 'cancelled';
   plan?: string;
   message?: string;
 }
@@ -51,9 +51,11 @@ export class TerminalReporter implements Reporter {
   private frame = 0;
   /** Once the run ended the live block is final: later lines go below it. */
   private finished = false;
+  private readonly c: Colors;
 
   constructor(options: TerminalReporterOptions) {
     this.stream = options.stream;
+    this.c = colorsFor(options.stream);
     this.live = Boolean(options.stream.isTTY) && !options.plain;
     this.update = this.live ? createLogUpdate(options.stream, { showCursor: true }) : undefined;
   }
@@ -67,7 +69,7 @@ export class TerminalReporter implements Reporter {
       });
     }
     const source = event.commit ? `commit ${event.commit.slice(0, 12)}` : `working tree ${event.tree.slice(0, 12)}`;
-    this.print(pc.bold(`strata run ${event.runId}`) + pc.dim(` — ${event.repo} @ ${source}`));
+    this.print(this.c.bold(`strata run ${event.runId}`) + this.c.dim(` — ${event.repo} @ ${source}`));
     if (this.live) this.timer = setInterval(() => this.render(), 100);
   }
 
@@ -101,11 +103,11 @@ export class TerminalReporter implements Reporter {
     step.partial = lines.pop() ?? '';
     for (const line of lines) {
       if (step.log.length < MAX_LOG_LINES) step.log.push(line);
-      if (!this.live) this.print(pc.dim(`[${event.runner}:${event.step + 1}] `) + line);
+      if (!this.live) this.print(this.c.dim(`[${event.runner}:${event.step + 1}] `) + line);
     }
   }
 
-  onRunnerEnd(event: { runner: string; status: 'success' | 'failure' | 'error'; message?: string; failedStep?: number }): void {
+  onRunnerEnd(event: { runner: string; status: 'success' | 'failure' | 'error' | 'cancelled'; message?: string; failedStep?: number }): void {
     const runner = this.runners.get(event.runner);
     if (!runner) return;
     runner.status = event.status;
@@ -124,11 +126,11 @@ export class TerminalReporter implements Reporter {
       const failed = runner.steps.find((s) => s.status === 'failed');
       if (!failed) continue;
       if (failed.partial) failed.log.push(failed.partial);
-      this.print(pc.red(`\n── ${name}: step "${failed.text}" (line ${failed.line}) failed — full output ──`));
+      this.print(this.c.red(`\n── ${name}: step "${failed.text}" (line ${failed.line}) failed — full output ──`));
       for (const line of failed.log) this.print(line);
-      if (runner.message) this.print(pc.red(runner.message));
+      if (runner.message) this.print(this.c.red(runner.message));
     }
-    const colour = event.status === 'success' ? pc.green : pc.red;
+    const colour = event.status === 'success' ? this.c.green : this.c.red;
     this.print(colour(`\n${event.status} in ${formatDuration(event.durationMs)}: ${event.stepsRan} step(s) ran, ${event.stepsCached} cached`));
   }
 
@@ -163,13 +165,13 @@ export class TerminalReporter implements Reporter {
     this.frame++;
     const out: string[] = [];
     for (const [name, runner] of this.runners) {
-      const head = runner.status === 'success' ? pc.green('✔') : runner.status === 'failure' || runner.status === 'error' ? pc.red('✖') : runner.status === 'running' ? pc.cyan(SPINNER[this.frame % SPINNER.length] ?? '') : pc.dim('·');
-      out.push(`${head} ${pc.bold(name)} ${pc.dim(runner.view.layerfile)}${runner.plan ? pc.dim(` — ${runner.plan}`) : ''}`);
+      const head = runner.status === 'success' ? this.c.green('✔') : runner.status === 'failure' || runner.status === 'error' ? this.c.red('✖') : runner.status === 'cancelled' ? this.c.yellow('⊘') : runner.status === 'running' ? this.c.cyan(SPINNER[this.frame % SPINNER.length] ?? '') : this.c.dim('·');
+      out.push(`${head} ${this.c.bold(name)} ${this.c.dim(runner.view.layerfile)}${runner.plan ? this.c.dim(` — ${runner.plan}`) : ''}`);
       runner.steps.forEach((step, i) => {
         out.push('  ' + this.stepLine(i, step));
         if (step.status === 'running') {
           const tail = [...step.log, ...(step.partial ? [step.partial] : [])].slice(-TAIL_LINES);
-          for (const line of tail) out.push(pc.dim('      │ ' + line.slice(0, (this.stream.columns ?? 120) - 10)));
+          for (const line of tail) out.push(this.c.dim('      │ ' + line.slice(0, (this.stream.columns ?? 120) - 10)));
         }
       });
     }
@@ -180,20 +182,20 @@ export class TerminalReporter implements Reporter {
     const label = `${String(index + 1).padStart(2)} ${step.text}`;
     switch (step.status) {
       case 'cached':
-        return `${pc.green('✓')} ${pc.dim(label)} ${pc.dim('cached')}`;
+        return `${this.c.green('✓')} ${this.c.dim(label)} ${this.c.dim('cached')}`;
       case 'running': {
         const elapsed = step.startedAt ? formatDuration(Date.now() - step.startedAt) : '';
-        const why = step.explanation ? pc.dim(` ← ${step.explanation.message}`) : '';
-        return `${pc.cyan(SPINNER[this.frame % SPINNER.length] ?? '')} ${label} ${pc.cyan(elapsed)}${why}`;
+        const why = step.explanation ? this.c.dim(` ← ${step.explanation.message}`) : '';
+        return `${this.c.cyan(SPINNER[this.frame % SPINNER.length] ?? '')} ${label} ${this.c.cyan(elapsed)}${why}`;
       }
       case 'done':
-        return `${pc.green('✔')} ${label} ${pc.dim(formatDuration(step.durationMs ?? 0))}`;
+        return `${this.c.green('✔')} ${label} ${this.c.dim(formatDuration(step.durationMs ?? 0))}`;
       case 'failed':
-        return `${pc.red('✖')} ${label} ${pc.red(formatDuration(step.durationMs ?? 0))}`;
+        return `${this.c.red('✖')} ${label} ${this.c.red(formatDuration(step.durationMs ?? 0))}`;
       case 'skipped':
-        return `${pc.dim('-')} ${pc.dim(label)} ${pc.dim('skipped')}`;
+        return `${this.c.dim('-')} ${this.c.dim(label)} ${this.c.dim('skipped')}`;
       default:
-        return `${pc.dim('·')} ${pc.dim(label)}`;
+        return `${this.c.dim('·')} ${this.c.dim(label)}`;
     }
   }
 }

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync } from 'node:fs';
 import { readFile, rm, writeFile, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
@@ -25,6 +26,7 @@ import type {
   Sandbox,
 } from '../types.js';
 import { resolveMachineUser } from '../users.js';
+import { EndMarkerScanner } from './endMarker.js';
 import { MachineCgroups, detectCgroupVersion, removeCgroupTree } from './cgroups.js';
 import { startSlirp, slirpDns } from './slirp.js';
 import type { Slirp } from './slirp.js';
@@ -47,6 +49,8 @@ interface MachineRecord {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 /** How long an exec's output is still forwarded after its shell exited while a daemon it started keeps the pipe. */
 const outputGraceMs = 50;
+/** How long to wait for the end markers after runc exits; they are already in the pipes, so only a pathological host needs long. */
+const markerWaitMs = 30_000;
 
 export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
   const prefix = options.prefix ?? 'strata-';
@@ -231,8 +235,10 @@ class RuncMachine implements Machine {
     const user = await resolveMachineUser(this.rootfs, request.user ?? 0);
     const env: Record<string, string> = { PATH: defaultPath, HOME: user.home, USER: user.name, LOGNAME: user.name, ...request.env };
     // The wrapper's own stderr goes to /dev/null so that its job reports ("Killed") do not mix with the output.
-    const wrapperScript = 'exec 4>&2 2>/dev/null; bash -c "$1" 2>&4 3>&- 4>&-; echo $? >&3';
-    const wrapper = ['/bin/bash', '-c', wrapperScript, 'strata-exec', request.command];
+    // After the command: the end marker on both streams (see endMarker.ts), then the status on fd 3.
+    const marker = `\x1estrata-end-${randomBytes(12).toString('hex')}\x1e`;
+    const wrapperScript = 'exec 4>&2 2>/dev/null; bash -c "$1" 2>&4 3>&- 4>&-; s=$?; printf %s "$2"; printf %s "$2" >&4; echo $s >&3';
+    const wrapper = ['/bin/bash', '-c', wrapperScript, 'strata-exec', request.command, marker];
     const processSpec = ociProcess(wrapper, env, request.workdir ?? user.home, user);
     const execName = `exec-${++this.execCounter}`;
     const processFile = join(this.stateDir, `${execName}.json`);
@@ -253,12 +259,32 @@ class RuncMachine implements Machine {
       request.onOutput?.({ stream, data, timeMs: performance.now() - startedAt } satisfies OutputChunk);
     const stdout = child.stdout as Readable;
     const stderr = child.stderr as Readable;
-    const onStdout = forward('stdout');
-    const onStderr = forward('stderr');
-    stdout.on('data', onStdout);
-    stderr.on('data', onStderr);
-    const closed = (stream: Readable) => new Promise<void>((resolve) => stream.once('close', () => resolve()));
-    const bothClosed = Promise.all([closed(stdout), closed(stderr)]);
+    const markerBytes = Buffer.from(marker);
+    const scanners = [new EndMarkerScanner(markerBytes, forward('stdout')), new EndMarkerScanner(markerBytes, forward('stderr'))] as const;
+    // Resolves once both streams reached their marker or closed; reading continues after that (a daemon
+    // holding the pipes would die of SIGPIPE on its next write if we closed them), but is not forwarded.
+    let wakeEnd: () => void = () => {};
+    const ended = new Promise<void>((resolve) => (wakeEnd = resolve));
+    const streamEnded = [false, false];
+    const watch = (stream: Readable, index: 0 | 1): void => {
+      const scanner = scanners[index];
+      stream.on('data', (data: Buffer) => {
+        scanner.push(data);
+        if (scanner.ended && !streamEnded[index]) {
+          streamEnded[index] = true;
+          if (streamEnded.every(Boolean)) wakeEnd();
+        }
+      });
+      stream.once('close', () => {
+        scanner.finish();
+        if (!streamEnded[index]) {
+          streamEnded[index] = true;
+          if (streamEnded.every(Boolean)) wakeEnd();
+        }
+      });
+    };
+    watch(stdout, 0);
+    watch(stderr, 1);
 
     // The status line, or, if the wrapper was killed (or runc failed to start it), runc's own status.
     const statusPipe = child.stdio[3] as Readable;
@@ -271,13 +297,13 @@ class RuncMachine implements Machine {
       statusPipe.once('close', () => resolve(runcExited));
     });
     const outputDone = exited.then(async () => {
-      const settled = await Promise.race([bothClosed.then(() => true), sleep(outputGraceMs).then(() => false)]);
-      if (!settled) {
-        // A daemon started by this exec inherited the pipes. Stop forwarding, but keep reading:
-        // closing our end would kill it with SIGPIPE on its next write.
-        stdout.off('data', onStdout).resume();
-        stderr.off('data', onStderr).resume();
-      }
+      const wrapperReported = status.includes('\n');
+      // The wrapper wrote both markers before its status, so they are in the pipes: wait for them however
+      // long that takes. If the wrapper was killed (timeout, cancel) there are none: the pipes close when
+      // the last process holding them ends, and a daemon holding them gets a short grace after runc exits.
+      if (!wrapperReported) await Promise.race([ended, runcExited.then(() => sleep(outputGraceMs))]);
+      else await Promise.race([ended, runcExited.then(() => sleep(markerWaitMs))]);
+      for (const scanner of scanners) scanner.finish();
       await unlink(processFile).catch(() => {});
       this.lingeringCgroups.add(cgroup.dir);
       this.removeEmptyExecCgroups();
