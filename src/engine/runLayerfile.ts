@@ -69,6 +69,8 @@ export interface RunContext {
   signal?: AbortSignal | undefined;
   /** RunOptions.stepTimeoutMs. */
   stepTimeoutMs?: number | undefined;
+  /** RunOptions.maxStepOutputBytes. */
+  maxStepOutputBytes?: number | undefined;
 }
 
 interface StepEntry {
@@ -77,6 +79,13 @@ interface StepEntry {
   instructionIndex: number;
   instruction: Instruction;
   definitionKey: string;
+}
+
+/** How much of one step's output reaches the reporters by default (RunOptions.maxStepOutputBytes). */
+export const DEFAULT_MAX_STEP_OUTPUT_BYTES = 64 * 1024 * 1024;
+
+function formatBytes(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${Math.round((bytes / 1024 / 1024) * 10) / 10} MiB` : bytes >= 1024 ? `${Math.round(bytes / 1024)} KiB` : `${bytes} bytes`;
 }
 
 /** A RUN BACKGROUND command that exits non-zero within this long fails its step (or its re-launch). */
@@ -409,8 +418,25 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   let runningStep: StepEntry | null = null;
   let cacheLease: CacheDirLease | null = null;
   try {
-    const outputTo = (step: number) => (stream: 'stdout' | 'stderr', data: string): void =>
-      deps.reporter.onStepOutput?.({ runner, step, stream, data, timeMs: deps.now() });
+    // Each step's log is capped (an output flood must not fill the disk or the UI); past the cap one
+    // marker line says so, and the rest is read and dropped while the step runs on.
+    const outputLimit = ctx.maxStepOutputBytes ?? DEFAULT_MAX_STEP_OUTPUT_BYTES;
+    const outputUsed = new Map<number, number>();
+    const outputTo = (step: number) => (stream: 'stdout' | 'stderr', data: string): void => {
+      const used = outputUsed.get(step) ?? 0;
+      if (used > outputLimit) return;
+      const bytes = Buffer.byteLength(data);
+      if (used + bytes <= outputLimit) {
+        outputUsed.set(step, used + bytes);
+        deps.reporter.onStepOutput?.({ runner, step, stream, data, timeMs: deps.now() });
+        return;
+      }
+      outputUsed.set(step, outputLimit + 1);
+      const head = Buffer.from(data).subarray(0, outputLimit - used).toString();
+      if (head) deps.reporter.onStepOutput?.({ runner, step, stream, data: head, timeMs: deps.now() });
+      const marker = `\n[strata] output truncated: this step printed more than ${formatBytes(outputLimit)}; the rest is not shown (the step runs on)\n`;
+      deps.reporter.onStepOutput?.({ runner, step, stream: 'stderr', data: marker, timeMs: deps.now() });
+    };
     // CACHE dirs of the whole Layerfile (up to a SKIP that holds) are mounted when the machine starts:
     // see cacheDirs.ts for why, and for the lock held until the machine is gone.
     // (Resolved with the copy's post-SPLIT environment: a CACHE path depends on it only after the SPLIT.)

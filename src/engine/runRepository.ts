@@ -39,6 +39,8 @@ export interface RunOptions {
   signal?: AbortSignal | undefined;
   /** Kill a RUN step that takes longer than this (the step fails as timed out). */
   stepTimeoutMs?: number | undefined;
+  /** How much of one step's output reaches the reporter; the rest is dropped after a marker line (default 64 MiB). */
+  maxStepOutputBytes?: number | undefined;
 }
 
 export interface RunResult extends RunSummary {
@@ -137,7 +139,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
     ),
   });
 
-  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false, signal: options.signal, stepTimeoutMs: options.stepTimeoutMs };
+  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false, signal: options.signal, stepTimeoutMs: options.stepTimeoutMs, maxStepOutputBytes: options.maxStepOutputBytes };
   const outcomes = new Map<string, LayerfileOutcome>();
   for (const level of graph.levels) {
     await mapLimited(level, deps.parallelism, async (path) => {
