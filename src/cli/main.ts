@@ -36,6 +36,7 @@ export function buildProgram(): Command {
     .option('--no-expose', 'do not serve EXPOSE WEBSITE/TCP after a successful run')
     .option('--expose-port <port>', 'port of the EXPOSE WEBSITE preview server on 127.0.0.1 (default: a free one)')
     .option('--step-timeout <duration>', 'kill a RUN step that runs longer than this (90s, 30m, 2h)')
+    .option('--from-checkpoint <name>', 'rerun every step after `CHECKPOINT <name>` (the cache is used up to it)')
     .action(async (dir: string | undefined, options: import('./commands/run.js').RunCommandOptions) => {
       const { runCommand } = await import('./commands/run.js');
       process.exitCode = await runCommand(dir ?? '.', options);
@@ -90,6 +91,69 @@ export function buildProgram(): Command {
     .action(async (command: string[], options: import('./commands/machine.js').MachineRunOptions) => {
       const { machineRunCommand } = await import('./commands/machine.js');
       process.exitCode = await machineRunCommand(command, options);
+    });
+  program
+    .command('serve')
+    .description('Run the team server: web UI, JSON API, job queue and worker, webhooks, previews (until SIGTERM/SIGINT).')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:7080)')
+    .option('--public-url <url>', 'the URL people reach the server at (preview links, commit-status links)')
+    .option('--concurrency <n>', 'how many jobs run at once (default 1)')
+    .option('--admin-password <password>', 'password of the admin user created when there is no user yet (else $STRATA_ADMIN_PASSWORD, else random)')
+    .option('--status-api <url>', 'GitHub-compatible API base URL to post commit statuses to')
+    .option('--status-token <token>', 'token for --status-api (else $STRATA_STATUS_TOKEN)')
+    .option('--preview-idle <age>', 'destroy a preview machine idle this long (default 10m)')
+    .action(async (options: import('./commands/serve.js').ServeOptions) => {
+      const { serveCommand } = await import('./commands/serve.js');
+      process.exitCode = await serveCommand(options);
+    });
+  const repo = program.command('repo').description("Manage the server's repositories (writes the store's database directly).");
+  repo
+    .command('add <name> <url-or-path>')
+    .description('Add a repository the server builds: a git URL or a local path.')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--branch <branch>', 'default branch (default: the local repo\'s HEAD branch, else main)')
+    .option('--poll <seconds>', 'poll the branches every this many seconds (default: webhooks/manual only)')
+    .action(async (name: string, url: string, options: import('./commands/repo.js').RepoAddOptions) => {
+      const { repoAddCommand } = await import('./commands/repo.js');
+      process.exitCode = await repoAddCommand(name, url, options);
+    });
+  repo
+    .command('list')
+    .description("List the server's repositories.")
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--json', 'print JSON')
+    .action(async (options: { store?: string; json?: boolean }) => {
+      const { repoListCommand } = await import('./commands/repo.js');
+      process.exitCode = await repoListCommand(options);
+    });
+  const user = program.command('user').description("Manage the server's users (writes the store's database directly).");
+  user
+    .command('add <name>')
+    .description('Add a user; the password is read from stdin (its first line).')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .action(async (name: string, options: { store?: string }) => {
+      const { userAddCommand } = await import('./commands/user.js');
+      process.exitCode = await userAddCommand(name, options);
+    });
+  user
+    .command('token <name>')
+    .description('Print a new API token of a user (for Authorization: Bearer; shown only once).')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .action(async (name: string, options: { store?: string }) => {
+      const { userTokenCommand } = await import('./commands/user.js');
+      process.exitCode = await userTokenCommand(name, options);
+    });
+  program
+    .command('trigger <repo>')
+    .description('Ask a running server to build a repository (its default branch, or --branch / --commit).')
+    .option('--branch <branch>', 'the branch to build')
+    .option('--commit <commit>', 'the commit to build')
+    .option('--server <url>', 'the server (default $STRATA_SERVER or http://127.0.0.1:7080)')
+    .option('--token <token>', 'API token (default $STRATA_TOKEN)')
+    .action(async (repoName: string, options: import('./commands/trigger.js').TriggerOptions) => {
+      const { triggerCommand } = await import('./commands/trigger.js');
+      process.exitCode = await triggerCommand(repoName, options);
     });
   return program;
 }

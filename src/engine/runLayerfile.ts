@@ -71,6 +71,8 @@ export interface RunContext {
   stepTimeoutMs?: number | undefined;
   /** RunOptions.maxStepOutputBytes. */
   maxStepOutputBytes?: number | undefined;
+  /** RunOptions.fromCheckpoint. */
+  fromCheckpoint?: string | undefined;
 }
 
 interface StepEntry {
@@ -281,7 +283,13 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       return { chain, changes: [...repoChanges, ...remoteChanges], record };
     }),
   );
-  const candidates = compared.filter((c): c is NonNullable<typeof c> => c !== null);
+  // --from-checkpoint NAME: the cached chains count only up to the named CHECKPOINT, so at best the
+  // state before it is restored and every step after it runs again.
+  const checkpointAt = ctx.fromCheckpoint === undefined ? -1 : instructions.findIndex((i) => i.kind === 'checkpoint' && i.mode === 'named' && i.name === ctx.fromCheckpoint);
+  const stepsBeforeCheckpoint = checkpointAt < 0 ? Infinity : steps.filter((s) => s.instructionIndex < checkpointAt).length;
+  const candidates = compared
+    .filter((c): c is NonNullable<typeof c> => c !== null)
+    .map((c) => (c.chain.steps.length <= stepsBeforeCheckpoint ? c : { ...c, chain: { ...c.chain, complete: false, steps: c.chain.steps.slice(0, stepsBeforeCheckpoint) } }));
   const restorePlan = planRestore({ steps: planSteps, candidates, inheritedCopies });
   const sourceChain = restorePlan.kind === 'restore' ? candidates.find((c) => c.chain.chainId === restorePlan.chainId)?.record : undefined;
 
@@ -349,6 +357,9 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   function explainStep(step: number): StepExplanation | undefined {
     if (prefixFrom !== null && split && step === splitStep && step >= firstToRun) {
       return { cached: false, message: `SPLIT copy ${copyIndex} of ${split.count}: the steps before it were restored from ${prefixFrom}; this copy runs on its own from here` };
+    }
+    if (checkpointAt >= 0 && step === firstToRun && step === stepsBeforeCheckpoint) {
+      return { cached: false, message: `reruns from CHECKPOINT ${ctx.fromCheckpoint} (line ${instructions[checkpointAt]?.range.line}), as asked (--from-checkpoint)` };
     }
     return explanationOf(restorePlan.explanations[step]);
   }

@@ -41,6 +41,11 @@ export interface RunOptions {
   stepTimeoutMs?: number | undefined;
   /** How much of one step's output reaches the reporter; the rest is dropped after a marker line (default 64 MiB). */
   maxStepOutputBytes?: number | undefined;
+  /**
+   * `CHECKPOINT name`: in the Layerfiles that have it, the cache is used at most up to that line and
+   * every step after it runs again (and so does every Layerfile that inherits from them).
+   */
+  fromCheckpoint?: string | undefined;
 }
 
 export interface RunResult extends RunSummary {
@@ -120,6 +125,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
   }
   if (problems.length > 0) throw new LayerfileProblems(problems);
   assertSecretsPresent(layerfiles, secrets);
+  if (options.fromCheckpoint !== undefined) assertCheckpointExists(layerfiles, options.fromCheckpoint);
 
   const runId = newRunId(started);
   const nodes = new Map(graph.nodes.map((n) => [n.path, n]));
@@ -139,7 +145,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
     ),
   });
 
-  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false, signal: options.signal, stepTimeoutMs: options.stepTimeoutMs, maxStepOutputBytes: options.maxStepOutputBytes };
+  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false, signal: options.signal, stepTimeoutMs: options.stepTimeoutMs, maxStepOutputBytes: options.maxStepOutputBytes, fromCheckpoint: options.fromCheckpoint };
   const outcomes = new Map<string, LayerfileOutcome>();
   for (const level of graph.levels) {
     await mapLimited(level, deps.parallelism, async (path) => {
@@ -166,6 +172,15 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
   deps.runLog.finishRun(runId, status, deps.now());
   deps.reporter.onRunEnd?.(summary);
   return { ...summary, outcomes, nodes: graph.nodes };
+}
+
+function assertCheckpointExists(layerfiles: Layerfile[], name: string): void {
+  const named = layerfiles.flatMap((l) => l.instructions.flatMap((i) => (i.kind === 'checkpoint' && i.mode === 'named' && i.name !== undefined ? [i.name] : [])));
+  if (!named.includes(name)) {
+    throw new StrataError('STRATA_USAGE', `no Layerfile of this run has CHECKPOINT ${name}`, {
+      hint: named.length > 0 ? `named checkpoints: ${[...new Set(named)].join(', ')}` : 'mark a line with `CHECKPOINT <name>` first',
+    });
+  }
 }
 
 async function runNode(ctx: RunContext, node: GraphNode, outcomes: Map<string, LayerfileOutcome>): Promise<LayerfileOutcome> {

@@ -256,6 +256,36 @@ RUN cat /app/c
   assert.deepEqual([1, 2, 3, 4, 5].map((s) => printed(third, s)), ['1\n', 'b2\n', '2\n', '3\n', 'c2\n']);
 });
 
+test('CHECKPOINT name + fromCheckpoint: the cache is used up to the named line, every later step reruns, and so does a child', { timeout: TIMEOUT }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, {
+    Layerfile: `FROM vm/debian:12
+RUN echo base >> /root/log && wc -l < /root/log
+CHECKPOINT deps-installed
+RUN echo tests >> /root/log && wc -l < /root/log
+RUN echo more >> /root/log && wc -l < /root/log
+`,
+    'child/Layerfile': 'FROM ..\nRUN wc -l < /root/log\n',
+  });
+  const first = await runOk(engine, repo, 'first run');
+  assert.deepEqual(first.ran, [at(0, 'child'), ...steps(0, 2)]);
+
+  const again = await engine.run({ repoDir: repo.dir, commit: 'HEAD', fromCheckpoint: 'deps-installed' });
+  assert.equal(again.result.status, 'success', failures(again));
+  assert.deepEqual(again.ran, [at(0, 'child'), at(1), at(2)], 'restored before the checkpoint, reran after it and the child');
+  assert.equal(statusOf(again, 0), 'cached');
+  assert.equal(again.steps.find((s) => s.runner === ROOT && s.step === 1)?.message, 'reruns from CHECKPOINT deps-installed (line 3), as asked (--from-checkpoint)');
+  assert.deepEqual([1, 2].map((s) => printed(again, s)), ['2\n', '3\n'], 'the later steps ran on the state before the checkpoint');
+  assert.equal(printed(again, 0, 'child'), '3\n');
+
+  // Without the option the cache is used as usual again: nothing changed.
+  const plain = await runOk(engine, repo, 'run without the option');
+  assert.deepEqual(plain.ran, []);
+
+  await assert.rejects(engine.run({ repoDir: repo.dir, commit: 'HEAD', fromCheckpoint: 'no-such' }), /no Layerfile of this run has CHECKPOINT no-such.*|named checkpoints: deps-installed/s);
+});
+
 test('MEMORY 64M: a RUN that allocates 512M fails the runner with an out-of-memory message', { timeout: TIMEOUT }, async (t) => {
   if (!requireRoot(t)) return;
   const engine = await createTestEngine(t);

@@ -22,6 +22,8 @@ export interface RunCommandOptions {
   exposePort?: string;
   /** --step-timeout: e.g. 90s, 30m, 2h. */
   stepTimeout?: string;
+  /** --from-checkpoint NAME. */
+  fromCheckpoint?: string;
 }
 
 /** A duration with a unit (90s, 30m, 2h) in milliseconds. */
@@ -69,6 +71,7 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
         noCacheDirs: options.cacheDirs === false,
         signal: cancel.signal,
         stepTimeoutMs,
+        fromCheckpoint: options.fromCheckpoint,
       },
       engine.deps,
     );
