@@ -302,7 +302,13 @@ class RuncMachine implements Machine {
       // long that takes. If the wrapper was killed (timeout, cancel) there are none: the pipes close when
       // the last process holding them ends, and a daemon holding them gets a short grace after runc exits.
       if (!wrapperReported) await Promise.race([ended, runcExited.then(() => sleep(outputGraceMs))]);
-      else await Promise.race([ended, runcExited.then(() => sleep(markerWaitMs))]);
+      else {
+        // The markers come in microseconds; this timer is only a backstop and must not hold the process open.
+        let backstop: NodeJS.Timeout | undefined;
+        const timedOut = runcExited.then(() => new Promise<void>((resolve) => (backstop = setTimeout(resolve, markerWaitMs).unref())));
+        await Promise.race([ended, timedOut]);
+        clearTimeout(backstop);
+      }
       for (const scanner of scanners) scanner.finish();
       await unlink(processFile).catch(() => {});
       this.lingeringCgroups.add(cgroup.dir);
