@@ -60,7 +60,7 @@ export interface EngineSandbox {
     hostname: string;
     memoryBytes?: number | undefined;
     /** Host directories bind-mounted at machine paths for the machine's life (CACHE dirs), parents first. */
-    mounts?: ReadonlyArray<{ source: string; destination: string }> | undefined;
+    mounts?: ReadonlyArray<{ source: string; destination: string; readOnly?: boolean }> | undefined;
     /** EXPOSE: allow forwardPort() (keep the id short: see MachineSpec.portForwarding). */
     portForwarding?: boolean | undefined;
   }): Promise<EngineMachine>;

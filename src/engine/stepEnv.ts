@@ -14,7 +14,7 @@ export interface RunIdentity {
   exposeWebsiteHost?: string | undefined;
 }
 
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/strata/bin';
 
 /** Variables strata sets in every step. Not part of any definition key unless BUILD ENV names them. */
 export function baseStepEnv(identity: RunIdentity): Record<string, string> {

@@ -39,6 +39,8 @@ export interface DirectoryMount {
   source: string;
   /** Absolute machine path. */
   destination: string;
+  /** Mounted read-only (the machine cannot change the host directory). */
+  readOnly?: boolean;
 }
 
 export interface OutputChunk {

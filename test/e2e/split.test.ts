@@ -177,3 +177,33 @@ test('a child of a split Layerfile starts from copy 0\'s final state; WAIT and F
   const runners = runnersOf(engine, second);
   assert.deepEqual(runners.map((r) => [r.runner, r.status]), [['base', 'success'], ['base-2', 'failure'], ['child', 'skipped'], ['waiter', 'skipped']]);
 });
+
+test('strata-split: each SPLIT copy gets a balanced share, every file exactly once; timings from the COPYed tree rebalance and rerun', { timeout: 600_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const files: Record<string, string> = {};
+  // Sizes 1..9 KiB: 45 KiB over 3 copies.
+  for (let i = 1; i <= 9; i++) files[`tests/t${i}.test`] = 'x'.repeat(i * 1024);
+  const repo = createGitRepo(t, {
+    Layerfile: 'FROM vm/debian:12\nCOPY . /app\nWORKDIR /app\nSPLIT 3\nRUN ls tests/*.test | strata-split $( [ -f timings.txt ] && echo --timings timings.txt ) | sed "s/^/share: /"\n',
+    ...files,
+  });
+  const shares = (run: Run): string[][] =>
+    COPIES.map((runner) => (run.output.get(`${runner}#3`) ?? '').split('\n').filter((l) => l.startsWith('share: ')).map((l) => l.slice('share: '.length)));
+  const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(first.result.status, 'success', messages(first));
+  const bySize = shares(first);
+  assert.deepEqual(bySize.flat().sort(), Object.keys(files).sort(), 'every file in exactly one share');
+  const kib = (share: string[]) => share.reduce((n, f) => n + Number(/t(\d)\./.exec(f)?.[1]), 0);
+  // Greedy heaviest-first gives 16/15/14 here (optimal is 15 each; round-robin by name gives 12/15/18).
+  assert.ok(Math.max(...bySize.map(kib)) <= 16, `balanced by size: ${JSON.stringify(bySize)}`);
+
+  // Timings (committed, so the copies read them through the traced COPY): t1 is slow now.
+  repo.commit('timings', { 'timings.txt': ['tests/t1.test 100', ...[2, 3, 4, 5, 6, 7, 8, 9].map((i) => `tests/t${i}.test 1`)].join('\n') + '\n' });
+  const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(second.result.status, 'success', messages(second));
+  const byTime = shares(second);
+  assert.deepEqual(byTime.flat().sort(), Object.keys(files).sort());
+  assert.deepEqual(byTime.find((share) => share.includes('tests/t1.test')), ['tests/t1.test'], `the slow file gets a copy of its own: ${JSON.stringify(byTime)}`);
+  assert.deepEqual(second.ran.filter((s) => s.endsWith("#3")).sort(), COPIES.map((c) => `${c}#3`).sort(), 'every copy reran: the timings file is a traced read');
+});

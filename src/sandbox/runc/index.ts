@@ -89,7 +89,7 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
       await writeFile(join(stateDir, 'resolv.conf'), `nameserver ${slirpDns}\n`);
       fileMounts.push({ source: join(stateDir, 'resolv.conf'), destination: '/etc/resolv.conf' });
     }
-    for (const mount of spec.mounts ?? []) fileMounts.push({ source: mount.source, destination: mount.destination });
+    for (const mount of spec.mounts ?? []) fileMounts.push({ source: mount.source, destination: mount.destination, ...(mount.readOnly ? { readOnly: true } : {}) });
     const config = machineConfig({
       rootfs: spec.rootfs,
       hostname,

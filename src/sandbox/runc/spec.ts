@@ -63,7 +63,7 @@ export interface MachineConfigInput {
   limitSwap: boolean;
   pidsLimit: number;
   /** Host files and directories bind-mounted over machine paths (resolv.conf, hosts, CACHE dirs), in order. */
-  fileMounts: { source: string; destination: string }[];
+  fileMounts: { source: string; destination: string; readOnly?: boolean }[];
 }
 
 /** PID 1 of the machine: bash reaps orphans (its SIGCHLD handler waits for any child) and exits on TERM. */
@@ -97,7 +97,7 @@ export function machineConfig(input: MachineConfigInput): object {
         destination: mount.destination,
         type: 'bind',
         source: mount.source,
-        options: ['rbind', 'rprivate'],
+        options: mount.readOnly ? ['rbind', 'rprivate', 'ro'] : ['rbind', 'rprivate'],
       })),
     ],
     linux: {
