@@ -31,6 +31,8 @@ export function storePaths(explicit?: string): StorePaths {
 
 export interface Engine {
   deps: EngineDeps;
+  /** The store's database (the server keeps its own tables in it). */
+  db: Db;
   close(): Promise<void>;
 }
 
@@ -87,6 +89,7 @@ export async function openEngine(options: { store?: string | undefined; reporter
     const openedDb = db;
     return {
       deps,
+      db: openedDb,
       async close() {
         openedDb.close();
         await snapshots.close();

@@ -10,7 +10,8 @@ import { request as httpsRequest } from 'node:https';
 import { StrataError } from '../errors.js';
 import type { GraphNode } from '../layerfile/graph.js';
 import type { ExposeWebsiteTarget, Instruction } from '../layerfile/types.js';
-import { snapshotKey, type SnapshotKey } from '../snapshot/types.js';
+import { snapshotKey, type SnapshotName } from '../snapshot/types.js';
+import type { BackgroundCommand } from '../store/cacheIndex.js';
 import type { EngineDeps, EngineMachine, StepExecResult } from './ports.js';
 import type { OutputStream } from './reporter.js';
 import type { LayerfileOutcome } from './runLayerfile.js';
@@ -70,7 +71,7 @@ export function exposingLayerfiles(result: { outcomes: Map<string, LayerfileOutc
 }
 
 /** '/api' and '/api/' are the same prefix; '' is '/'. */
-function normalizePrefix(prefix: string): string {
+export function normalizePrefix(prefix: string): string {
   const withSlash = prefix.startsWith('/') ? prefix : `/${prefix}`;
   return withSlash.length > 1 ? withSlash.replace(/\/+$/, '') : '/';
 }
@@ -106,19 +107,35 @@ function proxy(routes: readonly WebsiteRoute[], req: IncomingMessage, res: Serve
     res.writeHead(404, { 'content-type': 'text/plain' }).end(`strata: no EXPOSE WEBSITE route for ${req.url}\n`);
     return;
   }
-  const { route, path } = match;
+  forwardRequest(match.route, match.path, req, res);
+}
+
+export interface ForwardOptions {
+  /** The headers sent to the machine (default: the request's own). */
+  headers?: IncomingMessage['headers'] | undefined;
+  /** Filters the answer's headers before they are sent back. */
+  answerHeaders?: ((headers: IncomingMessage['headers']) => IncomingMessage['headers']) | undefined;
+}
+
+/** Streams one request to `route`'s machine at `path` (body included), and the answer back. */
+export function forwardRequest(route: WebsiteRoute, path: string, req: IncomingMessage, res: ServerResponse, options: ForwardOptions = {}): void {
   const send = route.scheme === 'https' ? httpsRequest : httpRequest;
+  const headers = options.headers ?? req.headers;
   // A self-signed certificate is what a dev server inside a CI machine has: it is not checked.
   const upstream = send(
-    { host: '127.0.0.1', port: route.hostPort, method: req.method, path, headers: req.headers, rejectUnauthorized: false },
+    { host: '127.0.0.1', port: route.hostPort, method: req.method, path, headers, rejectUnauthorized: false },
     (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, answer.headers);
+      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, options.answerHeaders ? options.answerHeaders(answer.headers) : answer.headers);
       answer.pipe(res);
     },
   );
   upstream.on('error', (error) => {
     if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
     res.end(`strata: ${route.runner} localhost:${route.guestPort} did not answer: ${error.message}\n`);
+  });
+  // The client gone: stop talking to the machine too.
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
   });
   req.pipe(upstream);
 }
@@ -138,7 +155,8 @@ function answers(route: WebsiteRoute): Promise<boolean> {
   });
 }
 
-async function waitUntilAnswering(route: WebsiteRoute, waitMs: number, signal: AbortSignal | undefined): Promise<boolean> {
+/** Polls the route until the machine's server answers (true) or `waitMs` passed (false). */
+export async function waitUntilAnswering(route: WebsiteRoute, waitMs: number, signal: AbortSignal | undefined): Promise<boolean> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     if (signal?.aborted) return false;
@@ -165,6 +183,93 @@ function listen(server: Server, port: number): Promise<number> {
   });
 }
 
+/** A machine started from a final state to be exposed: its background commands run again. */
+export interface ExposedMachine {
+  machine: EngineMachine;
+  /** The 127.0.0.1 port forwarded to `guestPort` (one forward per guest port, shared by the lines that name it). */
+  forward(guestPort: number): Promise<number>;
+  /** Destroys the machine and removes its throwaway snapshot. */
+  destroy(): Promise<void>;
+}
+
+export interface ExposedMachineRequest {
+  /** Machine id; its throwaway snapshot is `active.<id>`. Keep it short (see MachineSpec.portForwarding). */
+  id: string;
+  runner: string;
+  /** The Layerfile's path, for messages. */
+  layerfile: string;
+  instructions: readonly Instruction[];
+  snapshot: SnapshotName;
+  background: readonly BackgroundCommand[];
+  secrets?: Secrets | undefined;
+  onOutput?: ((stream: OutputStream, data: string) => void) | undefined;
+}
+
+/**
+ * Clones `snapshot`, starts a machine with port forwarding on the clone and re-launches the background
+ * commands (a snapshot holds files, not processes). On an error, whatever was started is cleaned up.
+ */
+export async function startExposedMachine(deps: Pick<EngineDeps, 'snapshots' | 'sandbox'>, request: ExposedMachineRequest): Promise<ExposedMachine> {
+  const key = snapshotKey(`active.${request.id}`);
+  const { path: rootfs } = await deps.snapshots.clone(request.snapshot, key);
+  let machine: EngineMachine | undefined;
+  const destroy = async (): Promise<void> => {
+    await machine?.destroy().catch(() => {});
+    await deps.snapshots.remove(key).catch(() => {});
+  };
+  try {
+    const memory = request.instructions.find((i): i is Extract<Instruction, { kind: 'memory' }> => i.kind === 'memory');
+    // CACHE directories are not mounted: the exposed machine must not write into the kept caches.
+    machine = await deps.sandbox.start({ id: request.id, rootfs, hostname: request.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'machine', memoryBytes: memory?.bytes, portForwarding: true });
+    if (!machine.forwardPort) throw new StrataError('STRATA_ENGINE', 'this sandbox cannot forward ports, so EXPOSE cannot be served');
+    const secrets = request.secrets ?? noSecrets;
+    for (const command of request.background) {
+      const env = command.secrets?.length ? { ...command.env, ...secretValuesFor(command.secrets, secrets, request.layerfile) } : command.env;
+      const started = await machine.startBackground({ ...command, env, onOutput: (stream, data) => request.onOutput?.(stream, data) });
+      const ended = await started.exitedWithin(BACKGROUND_CHECK_MS);
+      if (ended && ended.exitCode !== 0) {
+        throw new StrataError('STRATA_ENGINE', `${request.layerfile}: re-launching background command \`${command.command}\` for EXPOSE failed: it ${describe(ended)}`);
+      }
+    }
+  } catch (error) {
+    await destroy();
+    throw error;
+  }
+  const started = machine;
+  const forwarded = new Map<number, Promise<number>>();
+  const forward = (guestPort: number): Promise<number> => {
+    let hostPort = forwarded.get(guestPort);
+    if (!hostPort) forwarded.set(guestPort, (hostPort = (started.forwardPort as (port: number) => Promise<number>)(guestPort)));
+    return hostPort;
+  };
+  return { machine: started, forward, destroy };
+}
+
+/**
+ * The routes of a Layerfile's EXPOSE WEBSITE lines, forwarded through `exposed`. A prefix that
+ * `taken` (or an earlier line) already serves is ignored with a notice.
+ */
+export async function websiteRoutes(
+  exposed: Pick<ExposedMachine, 'forward'>,
+  layerfile: { runner: string; path: string; instructions: readonly Instruction[] },
+  taken: readonly WebsiteRoute[] = [],
+  onNotice?: (line: string) => void,
+): Promise<WebsiteRoute[]> {
+  const routes: WebsiteRoute[] = [];
+  for (const instruction of layerfile.instructions) {
+    if (instruction.kind !== 'exposeWebsite') continue;
+    const target: ExposeWebsiteTarget = (instruction as ExposeWebsite).target;
+    const prefix = normalizePrefix(target.path);
+    const existing = [...taken, ...routes].find((r) => normalizePrefix(r.prefix) === prefix);
+    if (existing) {
+      onNotice?.(`${layerfile.path}:${instruction.range.line}: the prefix ${prefix} is already served by ${existing.runner} localhost:${existing.guestPort}; this line is ignored`);
+      continue;
+    }
+    routes.push({ runner: layerfile.runner, prefix, rewrite: target.rewrite, scheme: target.scheme, guestPort: target.port, hostPort: await exposed.forward(target.port) });
+  }
+  return routes;
+}
+
 /**
  * Starts the machines of every exposing Layerfile of `result` and serves them; returns once every
  * website answered (or WEBSITE_WAIT_MS passed: that is a notice, the route is served anyway).
@@ -177,9 +282,7 @@ export async function startExposure(
 ): Promise<Exposure | null> {
   const exposing = exposingLayerfiles(result);
   if (exposing.length === 0) return null;
-  const secrets = options.secrets ?? noSecrets;
-  const machines: EngineMachine[] = [];
-  const keys: SnapshotKey[] = [];
+  const machines: ExposedMachine[] = [];
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -189,8 +292,7 @@ export async function startExposure(
         server.closeAllConnections();
         await closed;
       }
-      for (const machine of machines) await machine.destroy().catch(() => {});
-      for (const key of keys) await deps.snapshots.remove(key).catch(() => {});
+      for (const machine of machines) await machine.destroy();
     })());
 
   try {
@@ -201,47 +303,24 @@ export async function startExposure(
       const instructions = node.layerfile.instructions;
       // Short ids: the forwarding socket lives in the machine's state dir (see MachineSpec). The store
       // lock makes them unique; leftovers of a crash are reaped by the next openEngine.
-      const id = `expose-${index}`;
-      const key = snapshotKey(`active.expose-${index}`);
-      const { path: rootfs } = await deps.snapshots.clone(outcome.finalSnapshot as NonNullable<LayerfileOutcome['finalSnapshot']>, key);
-      keys.push(key);
-      const memory = instructions.find((i): i is Extract<Instruction, { kind: 'memory' }> => i.kind === 'memory');
-      // CACHE directories are not mounted: the exposed machine must not write into the kept caches.
-      const machine = await deps.sandbox.start({ id, rootfs, hostname: runner.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'machine', memoryBytes: memory?.bytes, portForwarding: true });
-      machines.push(machine);
-      if (!machine.forwardPort) throw new StrataError('STRATA_ENGINE', 'this sandbox cannot forward ports, so EXPOSE cannot be served');
-      for (const command of outcome.background ?? []) {
-        const env = command.secrets?.length ? { ...command.env, ...secretValuesFor(command.secrets, secrets, node.path) } : command.env;
-        const started = await machine.startBackground({ ...command, env, onOutput: (stream, data) => options.onOutput?.(runner, stream, data) });
-        const ended = await started.exitedWithin(BACKGROUND_CHECK_MS);
-        if (ended && ended.exitCode !== 0) {
-          throw new StrataError('STRATA_ENGINE', `${node.path}: re-launching background command \`${command.command}\` for EXPOSE failed: it ${describe(ended)}`);
-        }
-      }
-      // One forward per guest port, shared by the lines that name it.
-      const forwarded = new Map<number, number>();
-      const forward = async (guestPort: number): Promise<number> => {
-        const known = forwarded.get(guestPort);
-        if (known !== undefined) return known;
-        const hostPort = await (machine.forwardPort as (port: number) => Promise<number>)(guestPort);
-        forwarded.set(guestPort, hostPort);
-        return hostPort;
-      };
+      const exposed = await startExposedMachine(deps, {
+        id: `expose-${index}`,
+        runner,
+        layerfile: node.path,
+        instructions,
+        snapshot: outcome.finalSnapshot as SnapshotName,
+        background: outcome.background ?? [],
+        secrets: options.secrets,
+        onOutput: (stream, data) => options.onOutput?.(runner, stream, data),
+      });
+      machines.push(exposed);
+      routes.push(...(await websiteRoutes(exposed, { runner, path: node.path, instructions }, routes, options.onNotice)));
       for (const instruction of instructions) {
-        if (instruction.kind === 'exposeWebsite') {
-          const target: ExposeWebsiteTarget = (instruction as ExposeWebsite).target;
-          const prefix = normalizePrefix(target.path);
-          const taken = routes.find((r) => normalizePrefix(r.prefix) === prefix);
-          if (taken) {
-            options.onNotice?.(`${node.path}:${instruction.range.line}: the prefix ${prefix} is already served by ${taken.runner} localhost:${taken.guestPort}; this line is ignored`);
-            continue;
-          }
-          routes.push({ runner, prefix, rewrite: target.rewrite, scheme: target.scheme, guestPort: target.port, hostPort: await forward(target.port) });
-        } else if (instruction.kind === 'exposeTcp') {
+        if (instruction.kind === 'exposeTcp') {
           // `EXPOSE TCP :port [:dest]`: the machine's port is dest (default port); the host side is a
           // free 127.0.0.1 port, printed, so that two runs never collide on the host.
           const { dest } = instruction as ExposeTcp;
-          endpoints.push({ kind: 'tcp', host: '127.0.0.1', port: await forward(dest), runner, guestPort: dest });
+          endpoints.push({ kind: 'tcp', host: '127.0.0.1', port: await exposed.forward(dest), runner, guestPort: dest });
         }
       }
     }

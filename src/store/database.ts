@@ -5,6 +5,8 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StrataError } from '../errors.js';
+import { SERVER_TABLES_MIGRATION } from './serverTables.js';
+import { JOB_TABLES_MIGRATION } from './jobTables.js';
 
 export type Db = Database.Database;
 
@@ -87,6 +89,10 @@ const MIGRATIONS: string[] = [
   -- next run diffs each against the remote's new tree (src/engine/clone.ts).
   ALTER TABLE chains ADD COLUMN clones TEXT NOT NULL DEFAULT '[]';
   `,
+  // strata serve: users, sessions, API tokens, repositories and their encrypted secrets.
+  SERVER_TABLES_MIGRATION,
+  // strata serve: the job queue, webhook deliveries, polled branch heads.
+  JOB_TABLES_MIGRATION,
 ];
 
 /** Opens (creating if needed) the database at `file` and brings its schema up to date. */
@@ -112,3 +118,6 @@ export function openDatabase(file: string): Db {
   }
   return db;
 }
+
+/** The schema as its first version created it (tests of upgrades from an old database). */
+export const FIRST_SCHEMA: string = MIGRATIONS[0] as string;

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openDatabase } from '../../src/store/database.js';
+import Database from 'better-sqlite3';
+import { FIRST_SCHEMA, openDatabase } from '../../src/store/database.js';
 import { createCacheIndex, type ChainStepRecord } from '../../src/store/cacheIndex.js';
 import { createRunLog } from '../../src/store/runs.js';
 
@@ -47,10 +48,11 @@ test('cache index keeps each step\'s background commands; a database from before
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'strata.db');
   // A database as the first schema version left it: no background column, one step row.
-  let db = openDatabase(file);
-  const latest = db.pragma('user_version', { simple: true }) as number;
-  db.exec('ALTER TABLE chain_steps DROP COLUMN background');
-  db.exec('ALTER TABLE chains DROP COLUMN clones'); // added by a later migration (CLONE)
+  const memory = openDatabase(':memory:');
+  const latest = memory.pragma('user_version', { simple: true }) as number;
+  memory.close();
+  let db = new Database(file);
+  db.exec(FIRST_SCHEMA);
   db.pragma('user_version = 1');
   db.prepare("INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at) VALUES ('old', '/r', 'main', 'Layerfile', 't0', 'r0', 1)").run();
   db.prepare("INSERT INTO chain_steps (chain_id, idx, definition_key, state_id, trace) VALUES ('old', 0, 'k0', 's', NULL)").run();

@@ -26,6 +26,19 @@ export function pickShellSnapshot(run: RunRecord, options: { runner?: string | u
   throw new StrataError('STRATA_USAGE', `the last run ${run.id} has ${what}`, { hint: 'use --step N for a step that ran, or --runner R' });
 }
 
+/**
+ * A login shell inside a machine: its namespaces and root (nsenter), a clean environment, in /root.
+ * Shared by `strata shell` and the server's debug terminal.
+ */
+export function machineShellCommand(machinePid: number, term: string): { file: string; args: string[] } {
+  return {
+    file: 'nsenter',
+    args: ['--target', String(machinePid), '--mount', '--uts', '--ipc', '--net', '--pid', '--root', '--wd', '--',
+      '/usr/bin/env', '-i', `TERM=${term}`, 'HOME=/root', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      '/bin/bash', '-c', 'cd /root 2>/dev/null || cd /; exec /bin/bash -l'],
+  };
+}
+
 export async function shellCommand(dir: string, options: ShellOptions): Promise<number> {
   const { openEngine } = await import('../compose.js');
   const { repoRoot } = await import('../../source/git.js');
@@ -44,13 +57,8 @@ export async function shellCommand(dir: string, options: ShellOptions): Promise<
     machine = await engine.deps.sandbox.start({ id: `shell-${randomUUID().slice(0, 8)}`, rootfs, hostname: chosen.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-') || 'machine' });
     process.stderr.write(`strata shell: ${chosen.runner}, machine state after step ${chosen.step + 1} (${chosen.snapshot}); exit to leave (changes are discarded)\n`);
     // The machine's namespaces and root, with a clean environment. Interactive when stdin is a terminal.
-    const child = spawn(
-      'nsenter',
-      ['--target', String(machine.pid), '--mount', '--uts', '--ipc', '--net', '--pid', '--root', '--wd', '--',
-        '/usr/bin/env', '-i', `TERM=${process.env.TERM ?? 'xterm'}`, 'HOME=/root', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-        '/bin/bash', '-c', 'cd /root 2>/dev/null || cd /; exec /bin/bash -l'],
-      { stdio: 'inherit' },
-    );
+    const shell = machineShellCommand(machine.pid, process.env.TERM ?? 'xterm');
+    const child = spawn(shell.file, shell.args, { stdio: 'inherit' });
     return await new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
   } finally {
     await machine?.destroy().catch(() => {});

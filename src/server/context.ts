@@ -1,0 +1,44 @@
+// What every part of the server gets: configuration, the database, the engine, auth and the jobs. Built
+// once by the server's composition (src/server/compose.ts) and passed to each route plugin.
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
+import type { EngineDeps } from '../engine/ports.js';
+import type { Db } from '../store/database.js';
+import type { JobService } from './jobs/types.js';
+import type { RepoStore } from './repos/types.js';
+
+export interface ServerUser {
+  name: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set for every request by the server's auth hook (src/server/app.ts): the logged-in user or null. */
+    user: ServerUser | null;
+  }
+}
+
+export interface ServerConfig {
+  storeRoot: string;
+  host: string;
+  port: number;
+  /** The URL people reach the server at: preview links and commit-status target URLs start with it. */
+  publicUrl: string;
+  /** How many jobs run at once. */
+  concurrency: number;
+  /** A preview machine idle this long is destroyed (woken again from its snapshot on the next request). */
+  previewIdleMs: number;
+  /** GitHub-compatible statuses API (POST {base}/repos/{owner}/{repo}/statuses/{sha}); none: not posted. */
+  statusApi?: { baseUrl: string; token: string } | undefined;
+}
+
+export interface ServerContext {
+  config: ServerConfig;
+  db: Db;
+  /** The engine's dependencies; a job runs with `{ ...engine, reporter: itsOwnReporter }`. */
+  engine: EngineDeps;
+  /** The user behind a request (session cookie or bearer token), or null. */
+  authenticate(request: FastifyRequest): ServerUser | null;
+  repos: RepoStore;
+  jobs: JobService;
+  log: FastifyBaseLogger;
+}

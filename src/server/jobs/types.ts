@@ -1,0 +1,50 @@
+// The job service: the seam between the HTTP routes and the durable queue + worker behind it.
+import type { DurationPoint, JobDetail, JobEvent, JobOptions, JobStatus, JobSummary, JobTrigger } from '../api/types.js';
+import type { FastifyBaseLogger } from 'fastify';
+
+export interface NewJob {
+  repo: string;
+  branch: string;
+  /** A full commit id (triggers resolve branches before enqueueing). */
+  commit: string;
+  title: string;
+  author: string;
+  trigger: JobTrigger;
+  options?: Partial<JobOptions>;
+}
+
+export interface JobFilter {
+  repo?: string | undefined;
+  status?: JobStatus | undefined;
+  /** Matches branch, commit prefix, title or author. */
+  q?: string | undefined;
+  limit?: number | undefined;
+  /** Only jobs created before this job id's creation (paging). */
+  before?: string | undefined;
+}
+
+export interface JobService {
+  enqueue(job: NewJob): JobSummary;
+  list(filter: JobFilter): JobSummary[];
+  get(id: string): JobDetail | null;
+  /** Cancels a queued or running job (a running one is aborted: machines destroyed, status CANCELLED). */
+  cancel(id: string): JobSummary;
+  /** A new job for the same commit (trigger 'retry'). */
+  retry(id: string, options: Partial<JobOptions>): JobSummary;
+  approveButton(jobId: string, buttonId: string, user: string): JobSummary;
+  durations(filter: { repo?: string | undefined; limit?: number | undefined }): DurationPoint[];
+  /** Every stored event with seq > afterSeq, then live ones until the returned function is called. */
+  subscribe(jobId: string, afterSeq: number, onEvent: (seq: number, event: JobEvent) => void): () => void;
+  /** The plain-text log of a job (optionally one runner / step), ANSI kept. */
+  log(jobId: string, filter: { runner?: string | undefined; step?: number | undefined }): string;
+  /**
+   * Starts the worker loop. Jobs a crashed server left RUNNING (their lease expired) are re-queued once
+   * with a note in their log, or set to ERROR with a clear message if they were re-queued before.
+   */
+  start(): void;
+  /** Stops taking jobs; running ones are aborted and put back to NEW (re-run at the next start). */
+  stop(): Promise<void>;
+}
+
+/** The part of the server's logger (ctx.log) the jobs, triggers and statuses use. */
+export type JobsLog = Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'>;

@@ -1,0 +1,345 @@
+// Runs one claimed job: prepares the repo's checkout, runs the engine on the commit with a Reporter
+// that turns engine events into JobEvents (event log + live subscribers) and runner rows, waits for
+// BUTTON approvals, lists previews after a success, posts commit statuses, and ends the job's row.
+import type { EngineDeps } from '../../engine/ports.js';
+import type { Reporter, RunnerView, StepExplanation } from '../../engine/reporter.js';
+import { runRepository, type RunOptions, type RunResult } from '../../engine/runRepository.js';
+import { isStrataError } from '../../errors.js';
+import type { ExposeWebsiteTarget } from '../../layerfile/types.js';
+import type { ServerConfig } from '../context.js';
+import type { JobEvent, JobStatus, JobSummary, PreviewDetail, RunnerDetail } from '../api/types.js';
+import type { RepoStore } from '../repos/types.js';
+import { commitState, type StatusPoster } from '../statuses/poster.js';
+import type { Checkouts } from './checkout.js';
+import type { JobEventLog } from './eventLog.js';
+import { toSummary, type JobQueue, type QueuedJob } from './queue.js';
+import type { RunnerTable } from './runnerTable.js';
+import type { JobsLog } from './types.js';
+
+export interface WorkerDeps {
+  config: ServerConfig;
+  engine: EngineDeps;
+  repos: RepoStore;
+  log: JobsLog;
+  queue: JobQueue;
+  runners: RunnerTable;
+  events: JobEventLog;
+  checkouts: Checkouts;
+  statuses: StatusPoster | undefined;
+  now: () => number;
+}
+
+/** A job this process is running: how to cancel it, stop it (re-queue) or approve its buttons. */
+export interface ActiveJob {
+  readonly jobId: string;
+  /** 'cancel': ends CANCELLED; 'stop': the server is stopping, the job goes back to NEW. */
+  abort(reason: 'cancel' | 'stop'): void;
+  /** Approves a waiting button; false when no such button waits. */
+  approve(buttonId: string, user: string): boolean;
+  readonly done: Promise<void>;
+}
+
+const ENGINE_STATUS: Record<'success' | 'failure' | 'error' | 'cancelled', JobStatus> = {
+  success: 'SUCCESS',
+  failure: 'FAILURE',
+  error: 'ERROR',
+  cancelled: 'CANCELLED',
+};
+
+export function jobUrl(config: ServerConfig, jobId: string): string {
+  return `${config.publicUrl.replace(/\/+$/, '')}/jobs/${jobId}`;
+}
+
+export function previewUrl(config: ServerConfig, jobId: string, runner: string, path = '/'): string {
+  return `${config.publicUrl.replace(/\/+$/, '')}/preview/${jobId}/${encodeURIComponent(runner)}/${path.replace(/^\/+/, '')}`;
+}
+
+/** Posts a job's (context `strata`) or one runner's (`strata/<runner>`) state, when statuses are on. */
+export function postStatus(deps: Pick<WorkerDeps, 'config' | 'statuses' | 'repos'>, job: JobSummary, status: JobStatus, runner?: string, description?: string): void {
+  const state = commitState(status);
+  const repo = deps.repos.get(job.repo);
+  if (!deps.statuses || !state || !repo) return;
+  deps.statuses.post({
+    repo,
+    sha: job.commit,
+    state,
+    context: runner === undefined ? 'strata' : `strata/${runner}`,
+    description: description ?? `${runner ?? 'strata'}: ${status.toLowerCase().replace('_', ' ')}`,
+    targetUrl: jobUrl(deps.config, job.id),
+  });
+}
+
+export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
+  const controller = new AbortController();
+  let abortReason: 'cancel' | 'stop' | null = null;
+  const buttons = new Map<string, (approved: boolean) => void>();
+  const recorder = new JobRecorder(deps, claimed.id);
+
+  const approveButton: NonNullable<RunOptions['approveButton']> = (request) => {
+    const id = `${request.runner}-L${request.line}`;
+    recorder.button(request.runner, { id, line: request.line, message: request.message, state: 'waiting' });
+    if (controller.signal.aborted) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => buttons.set(id, resolve));
+  };
+
+  const run = async (): Promise<void> => {
+    const heartbeat = setInterval(() => deps.queue.renewLease(claimed.id, deps.now() + leaseMsOf(claimed)), Math.max(50, leaseMsOf(claimed) / 3));
+    let job = claimed;
+    let status: JobStatus = 'ERROR';
+    let message: string | null = null;
+    let result: RunResult | undefined;
+    try {
+      recorder.emit({ type: 'job', job: toSummary(job) });
+      postStatus(deps, job, 'RUNNING');
+      const repo = deps.repos.get(job.repo);
+      if (!repo) throw new Error(`repository ${job.repo} is no longer configured`);
+      const checkout = await deps.checkouts.prepare(repo, job.branch, job.commit);
+      recorder.onReadCommit = checkout.release;
+      try {
+        if (job.title === '' || job.author === '') {
+          deps.queue.update(job.id, { title: job.title || checkout.title, author: job.author || checkout.author });
+          job = deps.queue.get(job.id) ?? job;
+          recorder.emit({ type: 'job', job: toSummary(job) });
+        }
+        result = await runRepository(
+          {
+            repoDir: checkout.dir,
+            commit: job.commit,
+            noCache: job.options.noCache,
+            noCacheDirs: job.options.noCacheDirs,
+            secrets: deps.repos.secretsFor(job.repo),
+            approveButton,
+            signal: controller.signal,
+          },
+          { ...deps.engine, reporter: recorder },
+        );
+      } finally {
+        checkout.release();
+      }
+      status = controller.signal.aborted ? 'CANCELLED' : ENGINE_STATUS[result.status];
+      message = status === 'SUCCESS' ? null : recorder.failureMessage();
+      if (status === 'SUCCESS') recorder.listPreviews(result);
+    } catch (error) {
+      status = controller.signal.aborted ? 'CANCELLED' : 'ERROR';
+      message = isStrataError(error) ? `${error.message}${error.hint ? ` (hint: ${error.hint})` : ''}` : error instanceof Error ? error.message : String(error);
+      recorder.note(message);
+      if (!isStrataError(error)) deps.log.error(error instanceof Error ? error : new Error(message), `job ${claimed.id} failed`);
+    } finally {
+      clearInterval(heartbeat);
+      recorder.onReadCommit();
+    }
+
+    if (abortReason === 'stop') {
+      deps.queue.requeue(claimed.id);
+      recorder.note('the server stopped: this job runs again when it starts');
+      deps.events.close(claimed.id);
+      return;
+    }
+    deps.runners.endOpen(claimed.id, status === 'CANCELLED' ? 'CANCELLED' : 'ERROR', status === 'CANCELLED' ? 'cancelled' : 'the job ended before this runner');
+    const ended = deps.queue.finish(claimed.id, status as Exclude<JobStatus, 'NEW' | 'RUNNING' | 'WAITING_PARENTS'>, deps.now(), {
+      stepsRan: result?.stepsRan ?? recorder.totals().stepsRan,
+      stepsCached: result?.stepsCached ?? recorder.totals().stepsCached,
+      message,
+    });
+    recorder.emit({ type: 'end', job: toSummary(ended) }, true);
+    deps.events.close(claimed.id);
+    postStatus(deps, ended, status, undefined, message ?? undefined);
+  };
+
+  return {
+    jobId: claimed.id,
+    abort(reason) {
+      abortReason ??= reason;
+      controller.abort();
+      for (const resolve of buttons.values()) resolve(false);
+      buttons.clear();
+    },
+    approve(buttonId, user) {
+      const resolve = buttons.get(buttonId);
+      if (!resolve) return false;
+      buttons.delete(buttonId);
+      recorder.approved(buttonId, user);
+      resolve(true);
+      return true;
+    },
+    done: run(),
+  };
+}
+
+/** Where inside the machine a preview goes: `http://localhost:8000`, plus a rewrite when there is one. */
+function websiteTarget(target: ExposeWebsiteTarget): string {
+  return `${target.scheme}://${target.host}:${target.port}${target.rewrite !== undefined ? target.rewrite : ''}`;
+}
+
+/** The lease the job was claimed with (claim time → lease_until). */
+function leaseMsOf(job: QueuedJob): number {
+  return job.leaseUntil !== null && job.startedAt !== null ? Math.max(1000, job.leaseUntil - job.startedAt) : 30_000;
+}
+
+/** Engine events → JobEvents (log + subscribers) and runner rows. */
+class JobRecorder implements Reporter {
+  private readonly runners = new Map<string, { position: number; detail: RunnerDetail; startedAt: number | null }>();
+  private runId: string | null = null;
+  /** Set by the worker: releases the checkout once the engine has read the commit (at run start). */
+  onReadCommit: () => void = () => {};
+
+  constructor(
+    private readonly deps: WorkerDeps,
+    private readonly jobId: string,
+  ) {}
+
+  emit(event: JobEvent, sync = false): void {
+    this.deps.events.append(this.jobId, event, { sync });
+  }
+
+  note(message: string): void {
+    this.emit({ type: 'note', message, timeMs: this.deps.now() });
+  }
+
+  onRunStart(event: { runId: string; runners: RunnerView[] }): void {
+    this.onReadCommit();
+    this.runId = event.runId;
+    this.deps.queue.update(this.jobId, { runId: event.runId });
+    this.deps.runners.clear(this.jobId);
+    this.runners.clear();
+    event.runners.forEach((view, position) => {
+      const detail: RunnerDetail = {
+        runner: view.runner,
+        layerfile: view.layerfile,
+        level: view.level,
+        // A runner with a FROM parent or WAIT targets (level > 1) waits for them to end.
+        status: view.level > 1 ? 'WAITING_PARENTS' : 'NEW',
+        durationMs: null,
+        message: null,
+        steps: view.steps.map((s) => ({ index: s.index, line: s.line, text: s.text, status: 'pending', durationMs: null, snapshot: false, reason: null })),
+        buttons: [],
+        previews: [],
+        debuggable: false,
+      };
+      this.runners.set(view.runner, { position, detail, startedAt: null });
+      this.save(view.runner);
+    });
+    this.emit({ type: 'runStart', runId: event.runId, runners: event.runners.map((r) => ({ runner: r.runner, layerfile: r.layerfile, level: r.level, steps: r.steps })) });
+  }
+
+  onRunnerStart(event: { runner: string; plan: string }): void {
+    const entry = this.runners.get(event.runner);
+    if (entry) {
+      entry.detail.status = 'RUNNING';
+      entry.startedAt = this.deps.now();
+      this.save(event.runner);
+      this.postRunner(event.runner, 'RUNNING');
+    }
+    this.emit({ type: 'runnerStart', runner: event.runner, plan: event.plan });
+  }
+
+  onStepStatus(event: { runner: string; step: number; status: RunnerDetail['steps'][number]['status']; durationMs?: number; explanation?: StepExplanation }): void {
+    const step = this.runners.get(event.runner)?.detail.steps.find((s) => s.index === event.step);
+    if (step) {
+      step.status = event.status;
+      if (event.durationMs !== undefined) step.durationMs = event.durationMs;
+      if (event.explanation) step.reason = event.explanation.message;
+      this.save(event.runner);
+    }
+    this.emit({
+      type: 'stepStatus',
+      runner: event.runner,
+      step: event.step,
+      status: event.status,
+      ...(event.durationMs !== undefined ? { durationMs: event.durationMs } : {}),
+      ...(event.explanation ? { reason: event.explanation.message } : {}),
+    });
+  }
+
+  onStepOutput(event: { runner: string; step: number; stream: 'stdout' | 'stderr'; data: string; timeMs: number }): void {
+    this.emit({ type: 'output', runner: event.runner, step: event.step, stream: event.stream, data: event.data, timeMs: event.timeMs });
+  }
+
+  onRunnerEnd(event: { runner: string; status: 'success' | 'failure' | 'error' | 'cancelled'; message?: string }): void {
+    const status = ENGINE_STATUS[event.status];
+    const entry = this.runners.get(event.runner);
+    if (entry) {
+      const { detail } = entry;
+      detail.status = status;
+      detail.message = event.message ?? null;
+      detail.durationMs = entry.startedAt === null ? null : this.deps.now() - entry.startedAt;
+      for (const step of detail.steps) if (step.status === 'pending') step.status = 'skipped';
+      // Which steps left a snapshot in this run, and whether a failure snapshot exists for the terminal.
+      const recorded = this.runId ? this.deps.engine.runLog.getRun(this.runId)?.runners.find((r) => r.runner === event.runner) : undefined;
+      for (const step of recorded?.steps ?? []) {
+        const shown = detail.steps.find((s) => s.index === step.index);
+        if (shown) shown.snapshot = step.snapshot !== null;
+      }
+      detail.debuggable = status === 'FAILURE' && (recorded?.steps.some((s) => s.status === 'failed' && s.snapshot !== null) ?? false);
+      this.save(event.runner);
+      const totals = this.totals();
+      this.deps.queue.update(this.jobId, totals);
+      this.postRunner(event.runner, status, event.message);
+    }
+    this.emit({ type: 'runnerEnd', runner: event.runner, status, ...(event.message !== undefined ? { message: event.message } : {}) }, true);
+  }
+
+  button(runner: string, button: RunnerDetail['buttons'][number]): void {
+    const entry = this.runners.get(runner);
+    if (entry) {
+      entry.detail.buttons = [...entry.detail.buttons.filter((b) => b.id !== button.id), button];
+      this.save(runner);
+    }
+    this.emit({ type: 'button', runner, ...button }, true);
+  }
+
+  approved(buttonId: string, user: string): void {
+    for (const [runner, entry] of this.runners) {
+      const button = entry.detail.buttons.find((b) => b.id === buttonId);
+      if (!button) continue;
+      this.note(`BUTTON "${button.message}" (${runner}, line ${button.line}) approved by ${user}`);
+      this.button(runner, { ...button, state: 'approved' });
+    }
+  }
+
+  /** After a success: a preview per EXPOSE WEBSITE line of each Layerfile that has one. */
+  listPreviews(result: RunResult): void {
+    for (const node of result.nodes) {
+      if (result.outcomes.get(node.path)?.status !== 'success') continue;
+      const previews: PreviewDetail[] = node.layerfile.instructions.flatMap((instruction) =>
+        instruction.kind === 'exposeWebsite'
+          ? [{ url: previewUrl(this.deps.config, this.jobId, node.runnerId, instruction.target.path), target: websiteTarget(instruction.target) }]
+          : [],
+      );
+      const entry = this.runners.get(node.runnerId);
+      if (previews.length === 0 || !entry) continue;
+      entry.detail.previews = previews;
+      this.save(node.runnerId);
+      for (const preview of previews) this.emit({ type: 'preview', runner: node.runnerId, url: preview.url, target: preview.target });
+    }
+  }
+
+  /** Steps that ran / were restored, over the runners so far. */
+  totals(): { stepsRan: number; stepsCached: number } {
+    let stepsRan = 0;
+    let stepsCached = 0;
+    for (const { detail } of this.runners.values()) {
+      for (const step of detail.steps) {
+        if (step.status === 'done' || step.status === 'failed') stepsRan++;
+        if (step.status === 'cached') stepsCached++;
+      }
+    }
+    return { stepsRan, stepsCached };
+  }
+
+  /** The job's message when it did not succeed: each unsuccessful runner's message. */
+  failureMessage(): string | null {
+    const lines = [...this.runners.values()].flatMap(({ detail }) => (detail.status !== 'SUCCESS' && detail.message ? [`${detail.runner}: ${detail.message}`] : []));
+    return lines.length > 0 ? lines.join('\n') : null;
+  }
+
+  private save(runner: string): void {
+    const entry = this.runners.get(runner);
+    if (entry) this.deps.runners.save(this.jobId, entry.position, entry.detail);
+  }
+
+  private postRunner(runner: string, status: JobStatus, message?: string): void {
+    const job = this.deps.queue.get(this.jobId);
+    if (job) postStatus(this.deps, job, status, runner, message);
+  }
+}
