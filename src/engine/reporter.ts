@@ -24,6 +24,10 @@ export interface RunnerView {
   layerfile: string;
   level: number;
   steps: StepView[];
+  /** `LABEL status=merge` (one commit status for all SPLIT copies) or `status=hidden` (none). */
+  statusLabel?: 'merge' | 'hidden' | undefined;
+  /** A SPLIT copy (copy 0 included): the Layerfile's own runner id. */
+  copyOf?: string | undefined;
 }
 
 export interface RunSummary {

@@ -140,7 +140,16 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
         const node = nodes.get(path) as GraphNode;
         const steps = node.layerfile.instructions.filter(isStep).map((instr, index) => ({ index, line: instr.range.line, text: instr.canonical }));
         // Every SPLIT copy is a runner of its own, with the same steps.
-        return runnerIdsOf(node).map((runner) => ({ runner, layerfile: node.path, level: i + 1, steps }));
+        const statusLabel = statusLabelOf(node.layerfile);
+        const split = splitOf(node) !== undefined;
+        return runnerIdsOf(node).map((runner) => ({
+          runner,
+          layerfile: node.path,
+          level: i + 1,
+          steps,
+          ...(statusLabel ? { statusLabel } : {}),
+          ...(split ? { copyOf: node.runnerId } : {}),
+        }));
       }),
     ),
   });
@@ -172,6 +181,16 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
   deps.runLog.finishRun(runId, status, deps.now());
   deps.reporter.onRunEnd?.(summary);
   return { ...summary, outcomes, nodes: graph.nodes };
+}
+
+/** The last `LABEL status=...` of a Layerfile, if it is one the server acts on. */
+function statusLabelOf(layerfile: Layerfile): 'merge' | 'hidden' | undefined {
+  let found: 'merge' | 'hidden' | undefined;
+  for (const instruction of layerfile.instructions) {
+    if (instruction.kind !== 'label') continue;
+    for (const entry of instruction.entries) if (entry.key === 'status' && (entry.value === 'merge' || entry.value === 'hidden')) found = entry.value;
+  }
+  return found;
 }
 
 function assertCheckpointExists(layerfiles: Layerfile[], name: string): void {

@@ -54,6 +54,13 @@ export function previewUrl(config: ServerConfig, jobId: string, runner: string, 
   return `${config.publicUrl.replace(/\/+$/, '')}/preview/${jobId}/${encodeURIComponent(runner)}/${path.replace(/^\/+/, '')}`;
 }
 
+/** The status of several SPLIT copies as one: the worst ending, else running while any has not ended. */
+export function mergeStatuses(statuses: JobStatus[]): JobStatus {
+  for (const worst of ['ERROR', 'FAILURE', 'CANCELLED'] as const) if (statuses.includes(worst)) return worst;
+  if (statuses.every((s) => s === 'SUCCESS')) return 'SUCCESS';
+  return statuses.some((s) => s === 'RUNNING' || s === 'SUCCESS') ? 'RUNNING' : 'NEW';
+}
+
 /** Posts a job's (context `strata`) or one runner's (`strata/<runner>`) state, when statuses are on. */
 export function postStatus(deps: Pick<WorkerDeps, 'config' | 'statuses' | 'repos'>, job: JobSummary, status: JobStatus, runner?: string, description?: string): void {
   const state = commitState(status);
@@ -178,7 +185,7 @@ function leaseMsOf(job: QueuedJob): number {
 
 /** Engine events → JobEvents (log + subscribers) and runner rows. */
 class JobRecorder implements Reporter {
-  private readonly runners = new Map<string, { position: number; detail: RunnerDetail; startedAt: number | null }>();
+  private readonly runners = new Map<string, { position: number; detail: RunnerDetail; startedAt: number | null; view: RunnerView }>();
   private runId: string | null = null;
   /** Set by the worker: releases the checkout once the engine has read the commit (at run start). */
   onReadCommit: () => void = () => {};
@@ -216,7 +223,7 @@ class JobRecorder implements Reporter {
         previews: [],
         debuggable: false,
       };
-      this.runners.set(view.runner, { position, detail, startedAt: null });
+      this.runners.set(view.runner, { position, detail, startedAt: null, view });
       this.save(view.runner);
     });
     this.emit({ type: 'runStart', runId: event.runId, runners: event.runners.map((r) => ({ runner: r.runner, layerfile: r.layerfile, level: r.level, steps: r.steps })) });
@@ -338,8 +345,21 @@ class JobRecorder implements Reporter {
     if (entry) this.deps.runners.save(this.jobId, entry.position, entry.detail);
   }
 
+  /**
+   * A runner's commit status: none for `LABEL status=hidden`; for `LABEL status=merge`, one status for
+   * all SPLIT copies under the Layerfile's runner id, as bad as the worst copy (running while any runs).
+   */
   private postRunner(runner: string, status: JobStatus, message?: string): void {
     const job = this.deps.queue.get(this.jobId);
-    if (job) postStatus(this.deps, job, status, runner, message);
+    const view = this.runners.get(runner)?.view;
+    if (!job || view?.statusLabel === 'hidden') return;
+    if (view?.statusLabel === 'merge' && view.copyOf !== undefined) {
+      const copies = [...this.runners.values()].filter((r) => r.view.copyOf === view.copyOf).map((r) => (r.view.runner === runner ? status : r.detail.status));
+      const merged = mergeStatuses(copies);
+      const done = copies.filter((s) => s === 'SUCCESS').length;
+      postStatus(this.deps, job, merged, view.copyOf, merged === 'SUCCESS' ? `${copies.length} copies passed` : `${done} of ${copies.length} copies passed${message ? `; ${runner}: ${message}` : ''}`);
+      return;
+    }
+    postStatus(this.deps, job, status, runner, message);
   }
 }

@@ -239,6 +239,21 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
     assert.equal(service.get(job.id)?.status, 'CANCELLED');
   });
 
+  await t.test('LABEL status=merge posts one status for all SPLIT copies; status=hidden posts none', async () => {
+    const labelled = repo.commit('labels', {
+      Layerfile: 'FROM vm/debian:12\nLABEL status=merge\nSPLIT 2\nRUN test "$SPLIT" = 0\n',
+      'quiet/Layerfile': 'FROM vm/debian:12\nLABEL status=hidden\nRUN true\n',
+      'child/Layerfile': null,
+    });
+    const { detail } = await run(labelled);
+    assert.equal(detail?.status, 'FAILURE', 'copy 1 fails');
+    assert.deepEqual(detail?.runners.map((r) => `${r.runner}=${r.status}`).sort(), [`${ROOT_RUNNER}-2=FAILURE`, `${ROOT_RUNNER}=SUCCESS`, 'quiet=SUCCESS']);
+    await service.statuses?.flush();
+    const forCommit = statuses.filter((s) => s.url.endsWith(`/statuses/${labelled}`));
+    assert.deepEqual([...new Set(forCommit.map((s) => s.context))].sort(), ['strata', `strata/${ROOT_RUNNER}`], 'one merged context, none for the hidden runner or the copy');
+    assert.equal(forCommit.filter((s) => s.context === `strata/${ROOT_RUNNER}`).at(-1)?.state, 'failure', 'as bad as the worst copy');
+  });
+
   await t.test('a real git push to a bare repo whose hook calls the webhook makes a job that succeeds', async () => {
     app = Fastify({ logger: false });
     const ctx: ServerContext = { config, db: engine!.db, engine: engine!.deps, repos, jobs: service, log: app.log, authenticate: () => null };
