@@ -151,6 +151,7 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
         ...(request.memoryBytes !== undefined ? { memoryBytes: request.memoryBytes } : {}),
         ...(request.mounts ? { mounts: request.mounts } : {}),
         ...(request.portForwarding ? { portForwarding: true } : {}),
+        ...(request.nestedContainers ? { nestedContainers: true } : {}),
       });
       const adapted: EngineMachine = {
         pid: machine.pid,

@@ -12,6 +12,7 @@ import type { GraphNode } from '../layerfile/graph.js';
 import type { ExposeWebsiteTarget, Instruction } from '../layerfile/types.js';
 import { snapshotKey, type SnapshotName } from '../snapshot/types.js';
 import type { BackgroundCommand } from '../store/cacheIndex.js';
+import { machineDefaults } from './machineDefaults.js';
 import type { EngineDeps, EngineMachine, StepExecResult } from './ports.js';
 import type { OutputStream } from './reporter.js';
 import type { LayerfileOutcome } from './runLayerfile.js';
@@ -220,7 +221,7 @@ export async function startExposedMachine(deps: Pick<EngineDeps, 'snapshots' | '
   try {
     const memory = request.instructions.find((i): i is Extract<Instruction, { kind: 'memory' }> => i.kind === 'memory');
     // CACHE directories are not mounted: the exposed machine must not write into the kept caches.
-    machine = await deps.sandbox.start({ id: request.id, rootfs, hostname: request.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'machine', memoryBytes: memory?.bytes, portForwarding: true });
+    machine = await deps.sandbox.start({ id: request.id, rootfs, hostname: request.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'machine', memoryBytes: memory?.bytes, portForwarding: true, ...machineDefaults() });
     if (!machine.forwardPort) throw new StrataError('STRATA_ENGINE', 'this sandbox cannot forward ports, so EXPOSE cannot be served');
     const secrets = request.secrets ?? noSecrets;
     for (const command of request.background) {

@@ -63,6 +63,8 @@ export interface EngineSandbox {
     mounts?: ReadonlyArray<{ source: string; destination: string; readOnly?: boolean }> | undefined;
     /** EXPOSE: allow forwardPort() (keep the id short: see MachineSpec.portForwarding). */
     portForwarding?: boolean | undefined;
+    /** Container runtimes may run inside, in a user namespace (see MachineSpec.nestedContainers). */
+    nestedContainers?: boolean | undefined;
   }): Promise<EngineMachine>;
 }
 

@@ -4,7 +4,6 @@
 import { randomUUID } from 'node:crypto';
 import { lstat } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { StrataError } from '../errors.js';
 import type { GraphNode } from '../layerfile/graph.js';
 import type { Instruction } from '../layerfile/types.js';
@@ -20,6 +19,7 @@ import { emptyStepTrace, type StepTrace } from '../trace/types.js';
 import { claimCacheDirs, machineCacheDirs, type CacheDirLease } from './cacheDirs.js';
 import { cloneChanges, cloneIntoMachine, reapplyWithClones, resolveClones, type ChainClone } from './clone.js';
 import { copyIntoMachine } from './copy.js';
+import { machineDefaults } from './machineDefaults.js';
 import type { EngineDeps, EngineMachine, StepExecResult } from './ports.js';
 import type { StepExplanation } from './reporter.js';
 import { resolveInRoot } from './rootfs.js';
@@ -83,12 +83,6 @@ interface StepEntry {
   instruction: Instruction;
   definitionKey: string;
 }
-
-/**
- * strata's helpers for steps (machine-tools/bin: strata-split), read-only at /opt/strata in every machine
- * and on the PATH of every step. A mount, not files in the machine: never in a snapshot.
- */
-const MACHINE_TOOLS_MOUNT = { source: fileURLToPath(new URL('../../machine-tools', import.meta.url)), destination: '/opt/strata', readOnly: true };
 
 /** How much of one step's output reaches the reporters by default (RunOptions.maxStepOutputBytes). */
 export const DEFAULT_MAX_STEP_OUTPUT_BYTES = 64 * 1024 * 1024;
@@ -464,8 +458,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       cacheLease = await deps.cacheDirs.acquire({ repo: ctx.repo, layerfile: node.path, paths: cacheDirs.map((d) => d.path), throwaway: ctx.noCacheDirs ?? false });
       for (const note of cacheLease.notes) outputTo(steps[firstToRun]!.step)('stderr', `strata: ${note}\n`);
     }
-    const mounts = [MACHINE_TOOLS_MOUNT, ...(cacheLease?.mounts ?? [])];
-    machine = await deps.sandbox.start({ id: `${ctx.runId}-${runnerToken(runner)}`, rootfs, hostname: hostnameFor(runner), memoryBytes: memory?.bytes, mounts });
+    machine = await deps.sandbox.start({ id: `${ctx.runId}-${runnerToken(runner)}`, rootfs, hostname: hostnameFor(runner), memoryBytes: memory?.bytes, ...machineDefaults(cacheLease?.mounts) });
     // Users of CACHE lines already behind us exist in the restored machine; later ones are claimed by their CACHE step.
     await claimCacheDirs(machine, cacheDirs, splitEnv);
     const traceCopies = async (records: CopyRecord[]): Promise<void> => {

@@ -32,6 +32,13 @@ export interface MachineSpec {
    * the forwarding control socket lives in its state dir, and a unix socket path has at most 107 bytes.
    */
   portForwarding?: boolean;
+  /**
+   * Let container runtimes run inside the machine in a user namespace of their own (dockerd started by
+   * strata-dockerd, podman, rootless runc): the machine gets a hidden, unmasked proc and sysfs that
+   * the kernel requires before a user namespace may mount its own, and loses CAP_SETFCAP (so that no
+   * user namespace can map the host's root). The machine itself gains no privilege.
+   */
+  nestedContainers?: boolean;
 }
 
 export interface DirectoryMount {

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { StrataError } from '../../errors.js';
 import { snapshotKey, type SnapshotName } from '../../snapshot/types.js';
 import type { RunRecord } from '../../store/runs.js';
+import { machineDefaults } from '../../engine/machineDefaults.js';
 
 export interface ShellOptions {
   store?: string;
@@ -54,7 +55,7 @@ export async function shellCommand(dir: string, options: ShellOptions): Promise<
       throw new StrataError('STRATA_USAGE', `snapshot ${chosen.snapshot} is no longer in the store`);
     }
     const { path: rootfs } = await engine.deps.snapshots.clone(chosen.snapshot as SnapshotName, key);
-    machine = await engine.deps.sandbox.start({ id: `shell-${randomUUID().slice(0, 8)}`, rootfs, hostname: chosen.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-') || 'machine' });
+    machine = await engine.deps.sandbox.start({ id: `shell-${randomUUID().slice(0, 8)}`, rootfs, hostname: chosen.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-') || 'machine', ...machineDefaults() });
     process.stderr.write(`strata shell: ${chosen.runner}, machine state after step ${chosen.step + 1} (${chosen.snapshot}); exit to leave (changes are discarded)\n`);
     // The machine's namespaces and root, with a clean environment. Interactive when stdin is a terminal.
     const shell = machineShellCommand(machine.pid, process.env.TERM ?? 'xterm');

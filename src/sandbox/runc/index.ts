@@ -98,6 +98,7 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
       limitSwap: cgroups.version === 'v1' && existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'),
       pidsLimit: spec.pidsLimit ?? 4096,
       fileMounts,
+      nestedContainers: spec.nestedContainers ?? false,
     });
     await writeFile(join(stateDir, 'config.json'), JSON.stringify(config, null, 1));
 
@@ -122,7 +123,7 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
         });
       }
       const pid = Number(readFileSync(join(stateDir, 'init.pid'), 'utf8'));
-      machine = new RuncMachine(spec.id, name, spec.rootfs, pid, stateDir, cgroups, runcRoot);
+      machine = new RuncMachine(spec.id, name, spec.rootfs, pid, stateDir, cgroups, runcRoot, spec.nestedContainers ?? false);
       const record: MachineRecord = { name, rootfs: spec.rootfs, pid };
       await writeFile(join(stateDir, 'machine.json'), JSON.stringify(record));
       if (spec.network === 'outbound') {
@@ -221,6 +222,7 @@ class RuncMachine implements Machine {
     private readonly stateDir: string,
     private readonly cgroups: MachineCgroups,
     private readonly runcRoot: string,
+    private readonly nestedContainers: boolean,
   ) {}
 
   /**
@@ -239,7 +241,7 @@ class RuncMachine implements Machine {
     const marker = `\x1estrata-end-${randomBytes(12).toString('hex')}\x1e`;
     const wrapperScript = 'exec 4>&2 2>/dev/null; bash -c "$1" 2>&4 3>&- 4>&-; s=$?; printf %s "$2"; printf %s "$2" >&4; echo $s >&3';
     const wrapper = ['/bin/bash', '-c', wrapperScript, 'strata-exec', request.command, marker];
-    const processSpec = ociProcess(wrapper, env, request.workdir ?? user.home, user);
+    const processSpec = ociProcess(wrapper, env, request.workdir ?? user.home, user, this.nestedContainers);
     const execName = `exec-${++this.execCounter}`;
     const processFile = join(this.stateDir, `${execName}.json`);
     await writeFile(processFile, JSON.stringify(processSpec));

@@ -19,6 +19,15 @@ const rootCapabilities = [
   'CAP_AUDIT_WRITE',
 ];
 
+/**
+ * A machine with nested containers drops CAP_SETFCAP: without it no user namespace created in the
+ * machine can map the host's uid 0 (the kernel's verify_root_map), and only such a namespace could
+ * use the hidden /proc (see nestedContainerMounts) to write the host's sysctls.
+ */
+export function machineCapabilities(nestedContainers: boolean): string[] {
+  return nestedContainers ? rootCapabilities.filter((cap) => cap !== 'CAP_SETFCAP') : rootCapabilities;
+}
+
 export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface OciProcess {
@@ -33,8 +42,9 @@ export interface OciProcess {
 
 /** A process as `user`. Root gets the capability set; other users only keep it in the bounding set
  * (so setuid programs like sudo still work) — runc would otherwise hand them ambient capabilities. */
-export function ociProcess(args: string[], env: Record<string, string>, cwd: string, user: MachineUser): OciProcess {
-  const capabilities = user.uid === 0 ? rootCapabilities : [];
+export function ociProcess(args: string[], env: Record<string, string>, cwd: string, user: MachineUser, nestedContainers = false): OciProcess {
+  const bounding = machineCapabilities(nestedContainers);
+  const capabilities = user.uid === 0 ? bounding : [];
   const process: OciProcess = {
     terminal: false,
     user: { uid: user.uid, gid: user.gid },
@@ -42,7 +52,7 @@ export function ociProcess(args: string[], env: Record<string, string>, cwd: str
     env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
     cwd,
     capabilities: {
-      bounding: rootCapabilities,
+      bounding,
       effective: capabilities,
       permitted: capabilities,
       inheritable: capabilities,
@@ -64,6 +74,29 @@ export interface MachineConfigInput {
   pidsLimit: number;
   /** Host files and directories bind-mounted over machine paths (resolv.conf, hosts, CACHE dirs), in order. */
   fileMounts: { source: string; destination: string; readOnly?: boolean }[];
+  /** See MachineSpec.nestedContainers. */
+  nestedContainers?: boolean;
+}
+
+/** Where the hidden proc and sysfs of a machine with nested containers are mounted (then covered). */
+export const nestedHiddenDir = '/dev/.strata-nested';
+
+/**
+ * The kernel lets a user namespace mount its own proc (or sysfs) only if the mount namespace already
+ * holds one that is "fully visible": none of its parts covered by other mounts. The machine's /proc
+ * has runc's masks and read-only /proc/sys, so docker, podman or runc in a user namespace inside
+ * the machine cannot start a container. These mounts add an unmasked proc (read-write, as container
+ * runtimes mount theirs) and sysfs (read-only, as docker mounts it), then cover both with an empty
+ * read-only tmpfs: no path leads to them, and the kernel forbids a less privileged (user) namespace to
+ * unmount or bind a covered mount. What a user namespace's own proc lets it write is checked
+ * against its uids (never the host's root: see machineCapabilities), so the host's sysctls stay shut.
+ */
+function nestedContainerMounts(): object[] {
+  return [
+    { destination: `${nestedHiddenDir}/proc`, type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: `${nestedHiddenDir}/sys`, type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: nestedHiddenDir, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'noexec', 'nodev', 'ro', 'mode=000', 'size=4k'] },
+  ];
 }
 
 /** PID 1 of the machine: bash reaps orphans (its SIGCHLD handler waits for any child) and exits on TERM. */
@@ -78,7 +111,7 @@ export function machineConfig(input: MachineConfigInput): object {
       : { limit: input.memoryBytes, ...(input.limitSwap ? { swap: input.memoryBytes } : {}) };
   return {
     ociVersion: '1.0.2',
-    process: ociProcess(initArgs, { PATH: defaultPath }, '/', root),
+    process: ociProcess(initArgs, { PATH: defaultPath }, '/', root, input.nestedContainers),
     root: { path: input.rootfs, readonly: false },
     hostname: input.hostname,
     mounts: [
@@ -93,6 +126,7 @@ export function machineConfig(input: MachineConfigInput): object {
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      ...(input.nestedContainers ? nestedContainerMounts() : []),
       ...input.fileMounts.map((mount) => ({
         destination: mount.destination,
         type: 'bind',

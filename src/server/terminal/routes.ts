@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type {} from '@fastify/websocket'; // the `websocket: true` route option
 import { spawn as spawnPty, type IPty } from 'node-pty';
 import { machineShellCommand, pickShellSnapshot } from '../../cli/commands/shell.js';
+import { machineDefaults } from '../../engine/machineDefaults.js';
 import type { EngineMachine } from '../../engine/ports.js';
 import { isStrataError, StrataError } from '../../errors.js';
 import { snapshotKey, type SnapshotName } from '../../snapshot/types.js';
@@ -150,7 +151,7 @@ export async function terminalRoutes(app: FastifyInstance, options: TerminalRout
       try {
         const { path: rootfs } = await ctx.engine.snapshots.clone(target.snapshot, key);
         if (ending) return void (await ctx.engine.snapshots.remove(key).catch(() => {}));
-        machine = await ctx.engine.sandbox.start({ id: `terminal-${token}`, rootfs, hostname: target.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'machine' });
+        machine = await ctx.engine.sandbox.start({ id: `terminal-${token}`, rootfs, hostname: target.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'machine', ...machineDefaults() });
         if (ending) return void (await machine.destroy().catch(() => {}));
         send(`strata: ${target.runner}, machine state after failed step ${target.step + 1}; changes are discarded when you leave\r\n`);
         const command = machineShellCommand(machine.pid, 'xterm-256color');
