@@ -8,6 +8,9 @@
 // Scenario "seed": the example of MISSION.md (two RUNs sleeping STRATA_BENCH_SLEEP seconds, default 20).
 // Scenario "ts": a small TypeScript project (install deps / build / test), edits of a test file, a
 // source file and package.json; set STRATA_BENCH_BUILDKIT_TS=0 to leave it out.
+// Scenario "monorepo": a base Layerfile and three packages inheriting it (FROM ../../base), each step a
+// sleep of STRATA_BENCH_MONOREPO_SLEEP seconds (default 5); edits touch one package at a time, then the
+// base. STRATA_BENCH_BUILDKIT_SEED=0 leaves the seed scenario out.
 // Needs root, btrfs-progs, runc, the FUSE tracer, and Debian's docker.io (installed with apt-get when
 // dockerd is missing). The Docker daemon is private to the run (bench/docker/daemon.ts).
 import { execFileSync } from 'node:child_process';
@@ -72,13 +75,45 @@ interface Side {
   workDir: string;
 }
 
+/** One `docker build`: a Layerfile translated to a Dockerfile, built with the repo root as context and tagged. */
+interface DockerBuild {
+  layerfile: string;
+  tag: string;
+}
+
+/** The Docker side of a scenario: levels of builds, each level built in parallel after the previous one. */
+type DockerPlan = DockerBuild[][];
+
+/** A scenario whose repo has one Layerfile at its root: one build. */
+function singleBuild(scenario: string): DockerPlan {
+  return [[{ layerfile: 'Layerfile', tag: `strata-bench/${scenario}:latest` }]];
+}
+
+/** Builds one level's Layerfile; returns its wall time and the steps it ran (FROM excluded). */
+async function dockerBuild(scenario: string, edit: string, repo: Repo, build: DockerBuild, plan: DockerPlan, side: Side, buildArgs: string[]): Promise<{ ms: number; ran: number }> {
+  // Every earlier build's tag, for `FROM ../base`.
+  const layerfileImages = Object.fromEntries(plan.flat().map((b) => [b.layerfile, b.tag]));
+  const dockerfile = join(side.workDir, `${scenario}.${build.layerfile.replace(/\//g, '_')}.Dockerfile`);
+  // The working tree is the commit just made: translate its Layerfile, build with the repo as the context.
+  const text = readFileSync(join(repo.dir, build.layerfile), 'utf8');
+  writeFileSync(dockerfile, layerfileToDockerfile(text, { images, file: build.layerfile, layerfileImages }));
+  const result = await side.daemon.docker(['build', '--progress', 'plain', ...buildArgs, '-t', build.tag, '-f', dockerfile, repo.dir]);
+  // BuildKit writes its progress to stderr.
+  const log = result.stderr + result.stdout;
+  const where = `bench buildkit: ${scenario} ${edit}: ${build.layerfile}`;
+  if (result.exitCode !== 0) throw new Error(`${where}: docker build failed (exit ${result.exitCode}):\n${log.slice(-3000)}`);
+  const steps = parseBuildSteps(log);
+  if (steps.steps.length === 0) throw new Error(`${where}: no build steps found in docker build's output:\n${log.slice(-2000)}`);
+  return { ms: result.ms, ran: steps.ran };
+}
+
 /**
  * Runs `edits` in order (the first usually the initial commit, `changes` empty) on `repo`, each built by
- * strata then by BuildKit, and returns two rows per edit named `<scenario> <edit>: strata|buildkit`.
+ * strata then by BuildKit (`plan`: every Layerfile of the repo), and returns two rows per edit named
+ * `<scenario> <edit>: strata|buildkit`.
  */
-async function runScenario(scenario: string, repo: Repo, edits: Edit[], side: Side, buildArgs: string[]): Promise<BenchRow[]> {
+async function runScenario(scenario: string, repo: Repo, edits: Edit[], side: Side, buildArgs: string[], plan: DockerPlan = singleBuild(scenario)): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  const dockerfile = join(side.workDir, `${scenario}.Dockerfile`);
   for (const edit of edits) {
     if (Object.keys(edit.changes).length > 0) repo.commit(edit.changes);
     process.stderr.write(`bench buildkit: ${scenario} ${edit.name}: strata...\n`);
@@ -87,20 +122,19 @@ async function runScenario(scenario: string, repo: Repo, edits: Edit[], side: Si
     const strataMs = performance.now() - strataStart;
     if (result.status !== 'success') throw new Error(`bench buildkit: ${scenario} ${edit.name}: strata run ${result.runId} ended with ${result.status}`);
 
-    // The working tree is the commit just made: translate its Layerfile, build from it as the context.
     process.stderr.write(`bench buildkit: ${scenario} ${edit.name}: docker build...\n`);
-    writeFileSync(dockerfile, layerfileToDockerfile(readFileSync(join(repo.dir, 'Layerfile'), 'utf8'), { images }));
-    const build = await side.daemon.docker(['build', '--progress', 'plain', ...buildArgs, '-t', `strata-bench/${scenario}:latest`, '-f', dockerfile, repo.dir]);
-    // BuildKit writes its progress to stderr.
-    const log = build.stderr + build.stdout;
-    if (build.exitCode !== 0) throw new Error(`bench buildkit: ${scenario} ${edit.name}: docker build failed (exit ${build.exitCode}):\n${log.slice(-3000)}`);
-    const steps = parseBuildSteps(log);
-    if (steps.steps.length === 0) throw new Error(`bench buildkit: ${scenario} ${edit.name}: no build steps found in docker build's output:\n${log.slice(-2000)}`);
+    const buildStart = performance.now();
+    let buildkitRan = 0;
+    for (const level of plan) {
+      const builds = await Promise.all(level.map((build) => dockerBuild(scenario, edit.name, repo, build, plan, side, buildArgs)));
+      buildkitRan += builds.reduce((n, b) => n + b.ran, 0);
+    }
+    const buildMs = performance.now() - buildStart;
 
-    const ratio = strataMs / build.ms;
-    const note = `strata/buildkit ${ratio.toFixed(ratio < 0.1 ? 3 : 2)}x, steps rerun strata ${result.stepsRan} / buildkit ${steps.ran}`;
+    const ratio = strataMs / buildMs;
+    const note = `strata/buildkit ${ratio.toFixed(ratio < 0.1 ? 3 : 2)}x, steps rerun strata ${result.stepsRan} / buildkit ${buildkitRan}`;
     rows.push({ name: `${scenario} ${edit.name}: strata`, medianMs: strataMs, note });
-    rows.push({ name: `${scenario} ${edit.name}: buildkit`, medianMs: build.ms, note });
+    rows.push({ name: `${scenario} ${edit.name}: buildkit`, medianMs: buildMs, note });
   }
   return rows;
 }
@@ -116,6 +150,49 @@ async function seedScenario(sleep: number): Promise<{ repo: Repo; edits: Edit[] 
       { name: 'edit file2', changes: { file2: '2b\n' } },
       { name: 'edit file1', changes: { file1: '1b\n' } },
       { name: 'edit the last line', changes: { Layerfile: layerfile(' && echo edited') } },
+    ],
+  };
+}
+
+/**
+ * Scenario "monorepo" (issue #7, shaped like examples/monorepo): base/Layerfile prepares a machine from
+ * shared/, and three packages (api, web, worker) each inherit it (`FROM ../../base`) and build then test
+ * their own sources, every step a `sleep` standing for real work, like the seed's. BuildKit builds the
+ * base's Dockerfile into an image, then the three packages' Dockerfiles `FROM` that tag, in parallel
+ * (strata runs the three children as its parallelism allows). The edits touch one package at a time,
+ * then the shared base.
+ */
+function monorepoScenario(sleep: number): { repo: Promise<Repo>; edits: Edit[]; plan: DockerPlan } {
+  const packages = ['api', 'web', 'worker'];
+  const files: Record<string, string> = {
+    'base/Layerfile': `FROM vm/debian:12\nENV APP_HOME=/srv/app\nCOPY /shared /srv/shared\nRUN sleep ${sleep} && mkdir -p /srv/app && cat /srv/shared/lib.txt > /srv/app/lib.out\n`,
+    'shared/lib.txt': 'shared lib v1\n',
+  };
+  for (const name of packages) {
+    files[`packages/${name}/Layerfile`] = [
+      'FROM ../../base',
+      `WORKDIR /srv/app/${name}`,
+      'COPY . .',
+      `RUN sleep ${sleep} && cat src/main.txt /srv/app/lib.out > /srv/app/${name}.out`,
+      `RUN sleep ${sleep} && cat test/expected.txt && grep -q main /srv/app/${name}.out`,
+      '',
+    ].join('\n');
+    files[`packages/${name}/src/main.txt`] = `${name} main v1\n`;
+    files[`packages/${name}/test/expected.txt`] = `${name} expected v1\n`;
+    files[`packages/${name}/README.md`] = `# ${name}\n`;
+  }
+  return {
+    repo: gitRepo(files),
+    edits: [
+      { name: `first build (4 Layerfiles, 7 × sleep ${sleep})`, changes: {} },
+      { name: "edit api's source", changes: { 'packages/api/src/main.txt': 'api main v2\n' } },
+      { name: "edit web's test file", changes: { 'packages/web/test/expected.txt': 'web expected v2\n' } },
+      { name: "edit worker's README", changes: { 'packages/worker/README.md': '# worker, documented\n' } },
+      { name: 'edit the shared base', changes: { 'shared/lib.txt': 'shared lib v2\n' } },
+    ],
+    plan: [
+      [{ layerfile: 'base/Layerfile', tag: 'strata-bench/monorepo-base:latest' }],
+      packages.map((name) => ({ layerfile: `packages/${name}/Layerfile`, tag: `strata-bench/monorepo-${name}:latest` })),
     ],
   };
 }
@@ -194,6 +271,8 @@ async function tsScenario(): Promise<{ repo: Repo; edits: Edit[] }> {
 export async function benchBuildkit(): Promise<BenchRow[]> {
   const sleep = Number(process.env.STRATA_BENCH_SLEEP ?? 20);
   if (!Number.isFinite(sleep) || sleep < 0) throw new Error(`bench buildkit: STRATA_BENCH_SLEEP must be a number of seconds, got ${process.env.STRATA_BENCH_SLEEP}`);
+  const monorepoSleep = Number(process.env.STRATA_BENCH_MONOREPO_SLEEP ?? 5);
+  if (!Number.isFinite(monorepoSleep) || monorepoSleep < 0) throw new Error(`bench buildkit: STRATA_BENCH_MONOREPO_SLEEP must be a number of seconds, got ${process.env.STRATA_BENCH_MONOREPO_SLEEP}`);
   await ensureDockerInstalled((line) => process.stderr.write(`${line}\n`));
   const { tarPath } = await ensureImageTar('vm/debian:12');
 
@@ -215,17 +294,22 @@ export async function benchBuildkit(): Promise<BenchRow[]> {
     cleanups.push(() => engine.close());
     const side: Side = { engine, daemon, workDir };
 
-    const seed = await seedScenario(sleep);
-    cleanups.push(() => rmSync(seed.repo.dir, { recursive: true, force: true }));
-    rows.push(...(await runScenario('seed', seed.repo, seed.edits, side, ['--network', 'none'])));
-
-    if (process.env.STRATA_BENCH_BUILDKIT_TS === '0') {
-      finished = true;
-      return rows;
+    if (process.env.STRATA_BENCH_BUILDKIT_SEED !== '0') {
+      const seed = await seedScenario(sleep);
+      cleanups.push(() => rmSync(seed.repo.dir, { recursive: true, force: true }));
+      rows.push(...(await runScenario('seed', seed.repo, seed.edits, side, ['--network', 'none'])));
     }
-    const ts = await tsScenario();
-    cleanups.push(() => rmSync(ts.repo.dir, { recursive: true, force: true }));
-    rows.push(...(await runScenario('ts', ts.repo, ts.edits, side, ['--network', 'host'])));
+
+    if (process.env.STRATA_BENCH_BUILDKIT_TS !== '0') {
+      const ts = await tsScenario();
+      cleanups.push(() => rmSync(ts.repo.dir, { recursive: true, force: true }));
+      rows.push(...(await runScenario('ts', ts.repo, ts.edits, side, ['--network', 'host'])));
+    }
+
+    const monorepo = monorepoScenario(monorepoSleep);
+    const monorepoRepo = await monorepo.repo;
+    cleanups.push(() => rmSync(monorepoRepo.dir, { recursive: true, force: true }));
+    rows.push(...(await runScenario('monorepo', monorepoRepo, monorepo.edits, side, ['--network', 'none'], monorepo.plan)));
     finished = true;
     return rows;
   } finally {

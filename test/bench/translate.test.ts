@@ -61,9 +61,23 @@ test('directives without a Dockerfile equivalent throw, naming the line', () => 
   }
 });
 
-test('a Layerfile that does not parse, or is not at the repo root, throws', () => {
+test('a Layerfile that does not parse throws', () => {
   assert.throws(() => layerfileToDockerfile('RUN true\n', { images }), /does not parse/);
-  assert.throws(() => layerfileToDockerfile('FROM vm/debian:12\nRUN true\n', { images, file: 'api/Layerfile' }), /repo root/);
+});
+
+test('a Layerfile in a subdirectory: COPY sources become repo-root paths, FROM ../base the image built from it', () => {
+  const layerfileImages = { 'base/Layerfile': 'strata-bench/monorepo-base:latest' };
+  const child = 'FROM ../../base\nWORKDIR /srv/api\nCOPY . .\nCOPY /shared/lib.txt src/../x ./\nRUN make\n';
+  assert.equal(
+    layerfileToDockerfile(child, { images, file: 'packages/api/Layerfile', layerfileImages }),
+    'FROM strata-bench/monorepo-base:latest\nWORKDIR /srv/api\nCOPY packages/api .\nCOPY shared/lib.txt packages/api/x ./\nRUN make\n',
+  );
+  // The same parent written from the repo root, and a root Layerfile's sources kept as written.
+  assert.match(layerfileToDockerfile('FROM /base\nCOPY . /app\n', { images, file: 'web/Layerfile', layerfileImages }), /^FROM strata-bench\/monorepo-base:latest\nCOPY web \/app\n$/);
+  assert.match(layerfileToDockerfile('FROM vm/debian:12\nCOPY ./a /b\n', { images }), /^COPY \.\/a \/b$/m);
+  // A parent with no image given, and a source outside the repository, throw.
+  assert.throws(() => layerfileToDockerfile('FROM ../other\n', { images, file: 'api/Layerfile', layerfileImages }), /api\/Layerfile:1: FROM another Layerfile needs the image/);
+  assert.throws(() => layerfileToDockerfile('FROM vm/debian:12\nCOPY ../../x /x\n', { images, file: 'api/Layerfile' }), /outside the repository/);
 });
 
 // Shaped like docker 20.10's BuildKit output: vertices printed out of order, repeated while running.
