@@ -83,7 +83,10 @@ export async function openEngine(options: { store?: string | undefined; reporter
       reporter: options.reporter,
       cacheDirs: createCacheDirStore(cacheDirsRoot(paths.root)),
       remotes: createRemoteCache(join(paths.root, 'remotes')),
-      parallelism: Math.max(1, availableParallelism()),
+      // Steps mostly wait (network, sleeps, I/O), and SPLIT copies exist to run side by side: more
+      // machines at once than cores (measured: SPLIT 8 fans out in 762 ms two at a time, 274 ms all
+      // at once; a 3-package monorepo's children ran 1.7x slower than BuildKit two at a time).
+      parallelism: Number(process.env.STRATA_PARALLELISM) || Math.max(8, 2 * availableParallelism()),
       now: () => Date.now(),
     };
     const openedDb = db;

@@ -468,14 +468,26 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
     // Re-launch with the tracers attached: what the commands touch now counts for the first step
     // that runs (a session attributes touches before a beginStep to that step).
+    // Each command gets its ~2 s check before the next one starts (a later one may need an earlier
+    // one up, as when they first ran). The last one's check runs alongside the first steps: a restored
+    // database is queried as soon as it is up, not 2 s later. Its failure fails the runner at the next
+    // step boundary, before that step is recorded (or at the end, below).
     const firstStep = steps[firstToRun] as StepEntry;
-    for (const command of background) {
+    let relaunchCheck: Promise<void> = Promise.resolve();
+    let relaunchFailure: unknown = null;
+    for (const [i, command] of background.entries()) {
       const started = await machine.startBackground({ ...command, env: withSecrets(command.env, command.secrets), onOutput: outputTo(firstStep.step) });
-      const ended = await started.exitedWithin(BACKGROUND_CHECK_MS);
-      if (ended && ended.exitCode !== 0) {
-        throw new StrataError('STRATA_ENGINE', `${node.path}: re-launching background command \`${command.command}\` failed: it ${describeFailure(ended)} within ${BACKGROUND_CHECK_MS / 1000} s`, {
-          hint: 'the restored snapshot was taken while it ran; a command that cannot start again on its own files (stale pid or lock files) should clean them up first, or run with --no-cache',
-        });
+      const check = started.exitedWithin(BACKGROUND_CHECK_MS).then((ended) => {
+        if (ended && ended.exitCode !== 0) {
+          throw new StrataError('STRATA_ENGINE', `${node.path}: re-launching background command \`${command.command}\` failed: it ${describeFailure(ended)} within ${BACKGROUND_CHECK_MS / 1000} s`, {
+            hint: 'the restored snapshot was taken while it ran; a command that cannot start again on its own files (stale pid or lock files) should clean them up first, or run with --no-cache',
+          });
+        }
+      });
+      if (i < background.length - 1) await check;
+      else {
+        relaunchCheck = check;
+        check.catch((error: unknown) => (relaunchFailure = error));
       }
     }
 
@@ -602,6 +614,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       }
       const durationMs = deps.now() - started;
       const { trace, failure } = outcome;
+      if (relaunchFailure) throw relaunchFailure;
 
       const changesMachine = instruction.kind === 'run' || instruction.kind === 'copy' || instruction.kind === 'clone' || instruction.kind === 'workdir' || instruction.kind === 'user';
       let snapshot: SnapshotName | null = null;
@@ -647,6 +660,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     }
     // BUTTONs after the last step that ran (and before any SKIP REMAINING IF that held).
     for (const button of buttons) if (instructions.indexOf(button) >= instructionCursor) await requireApproval(button);
+    await relaunchCheck;
     if (skippedSteps.length === 0) deps.cacheIndex.completeChain(chainId);
     return finish('success', stepsRan);
   } catch (error) {

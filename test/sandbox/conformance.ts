@@ -177,8 +177,10 @@ export function runSandboxConformance(options: ConformanceOptions): void {
     await machine.thaw();
     await sleep(300);
     assert.notEqual(tick(), frozenAt, 'it runs again after thaw');
-    // Match the loops' own command lines, not the short-lived `date` they start (a race otherwise).
-    const after = await run(machine, 'pgrep -c -f "slee[p] 4242"; pgrep -c -f "while :; do dat[e]"; pgrep -c -f "echo chatte[r]"');
+    // The loops are alive (not counted: for an instant after each fork, the child that will exec
+    // `date` or `sleep` still has the loop's command line).
+    const alive = (pattern: string) => `pgrep -f "${pattern}" >/dev/null && echo 1 || echo 0`;
+    const after = await run(machine, `pgrep -c -f "slee[p] 4242"; ${alive('while :; do dat[e]')}; ${alive('echo chatte[r]')}`);
     assert.equal(after.stdout, '1\n1\n1\n');
   });
 

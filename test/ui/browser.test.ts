@@ -4,6 +4,8 @@
 // EXPOSE WEBSITE preview, then a commit with a failing Layerfile and its debug terminal (`ls`).
 // Screenshots of the main pages go to docs/screenshots/ (overwritten each run).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +18,7 @@ import { startServer, type RunningServer } from '../../src/server/compose.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';
 import { temporaryStore } from '../helpers/store.js';
+import { exec } from '../../src/util/exec.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const screenshots = join(root, 'docs/screenshots');
@@ -128,6 +131,11 @@ test('the web UI against the real server: runs, live log, button, preview, debug
     'tests/Layerfile': 'FROM ../Layerfile\nRUN echo "integration tests: ok"\n',
   });
   let firstJobUrl = '';
+  // The server builds a bare repository that the test pushes to; its post-receive hook calls the
+  // webhook, signed with the secret the UI shows once when the repo is added.
+  const bare = await mkdtemp(join(tmpdir(), 'strata-ui-bare-'));
+  cleanups.push(() => rm(bare, { recursive: true, force: true }));
+  execFileSync('git', ['clone', '-q', '--bare', repo.dir, bare]);
 
   await t.test('log in (a wrong password is refused first)', async () => {
     await page.goto('/');
@@ -143,11 +151,22 @@ test('the web UI against the real server: runs, live log, button, preview, debug
   await t.test('add a local repository; the webhook secret is shown once; set and delete a secret', async () => {
     await page.getByRole('navigation').getByRole('link', { name: 'Repositories' }).click();
     await page.getByLabel('Name').fill('demo');
-    await page.getByLabel('Git URL or local path').fill(repo.dir);
+    await page.getByLabel('Git URL or local path').fill(bare);
     await page.getByRole('button', { name: 'Add repository' }).click();
     await page.getByTestId('webhook-secret').waitFor();
     assert.match(await page.getByTestId('webhook-url').innerText(), /\/api\/webhooks\/demo$/);
-    assert.ok((await page.getByTestId('webhook-secret').innerText()).length >= 16);
+    const secret = (await page.getByTestId('webhook-secret').innerText()).trim();
+    assert.ok(secret.length >= 16);
+    const hook = `#!/bin/sh
+while read old new ref; do
+  body=$(printf '{"ref":"%s","before":"%s","after":"%s"}' "$ref" "$old" "$new")
+  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac '${secret}' | sed 's/^.* //')
+  curl -fsS -X POST -H 'content-type: application/json' -H 'x-github-event: push' \\
+    -H "x-github-delivery: $(cat /proc/sys/kernel/random/uuid)" -H "x-hub-signature-256: sha256=$sig" \\
+    --data-binary "$body" '${publicUrl}/api/webhooks/demo' >/dev/null
+done
+`;
+    writeFileSync(join(bare, 'hooks', 'post-receive'), hook, { mode: 0o755 });
     await page.locator('tr[data-repo="demo"]').getByRole('button', { name: 'Secrets' }).click();
     await page.getByLabel('Secret name').fill('DEPLOY_TOKEN');
     await page.getByLabel('Secret value').fill('s3cret');
@@ -215,10 +234,17 @@ test('the web UI against the real server: runs, live log, button, preview, debug
     }
   });
 
-  await t.test('a failing Layerfile: its runner opens a debug terminal where `ls` shows the machine', async () => {
+  await t.test('a git push makes a run appear; its failing runner opens a debug terminal where `ls` shows the machine', async () => {
+    await page.goto('/');
     repo.commit('add a failing check', { 'checks/Layerfile': failingLayerfile });
-    await page.goto('/repos');
-    await page.locator('tr[data-repo="demo"]').getByRole('button', { name: 'Run now' }).click();
+    // Not execFileSync: the hook's curl is answered by this very process.
+    const pushed = await exec('git', ['push', '-q', bare, 'main'], { cwd: repo.dir, timeoutMs: 60_000 });
+    assert.equal(pushed.exitCode, 0, pushed.stderr);
+    // The runs list (it refreshes on its own) shows the pushed commit.
+    const row = page.getByTestId('runs').locator('tr[data-job]', { hasText: 'add a failing check' });
+    await row.waitFor({ timeout: 30_000 });
+    assert.match(await row.innerText(), /push/);
+    await row.click();
     await page.waitForURL((url) => url.pathname.startsWith('/jobs/') && url.href !== firstJobUrl);
     assert.equal(await waitForJobEnd(page, 180_000), 'FAILURE');
     await page.locator('[data-runner="checks-layerfile"], .runner-card.runner-FAILURE').first().click();
