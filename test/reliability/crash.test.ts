@@ -38,7 +38,7 @@ function expectedDigests(file1: string, file2: string): string {
 /** Where to kill: on an output line, or after a delay. `edit` forces steps 2-4 to rerun; `noCache` makes COPY run. */
 type KillPoint = ({ name: string; when: RegExp } | { name: string; afterMs: number }) & { edit?: boolean; noCache?: boolean };
 
-test('reliability: kill -9 of the CLI at 12 points, each followed by a clean recovery', { timeout: 330_000 }, async (t) => {
+test('reliability: kill -9 of the CLI at 20 points, each followed by a clean recovery', { timeout: 480_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const random = new Random(seed);
   const store = await temporaryStore(t, 'strata-rel-crash-');
@@ -58,7 +58,7 @@ test('reliability: kill -9 of the CLI at 12 points, each followed by a clean rec
     { name: 'right after step 3 done', when: /step 3 line 4: .* — done/, edit: true },
     { name: 'restoring and updating the copied sources', when: /restoring after step 1/, edit: true },
   ];
-  while (points.length < 12) points.push({ name: 'random', afterMs: random.int(300, 2000) });
+  while (points.length < 20) points.push({ name: 'random', afterMs: random.int(300, 2000) });
 
   const leaks: string[] = [];
   let kills = 0;
