@@ -277,6 +277,18 @@ done
     await screenshot(page, 'runs.png');
   });
 
+  await t.test('retry without CACHE dirs makes a new run of the same commit with that option', async () => {
+    await page.getByTestId('runs').locator('tr[data-job]', { hasText: 'add a failing check' }).click();
+    await page.waitForURL(/\/jobs\/[^/]+$/);
+    const failedUrl = page.url();
+    await page.getByRole('button', { name: 'Retry without CACHE dirs' }).click();
+    await page.waitForURL((url) => url.pathname.startsWith('/jobs/') && url.href !== failedUrl);
+    const id = new URL(page.url()).pathname.split('/').pop() ?? '';
+    const answer = (await (await page.request.get(`/api/jobs/${id}`)).json()) as { job: { trigger: string; options: { noCache: boolean; noCacheDirs: boolean }; title: string } };
+    assert.deepEqual([answer.job.trigger, answer.job.options, answer.job.title], ['retry', { noCache: false, noCacheDirs: true }, 'add a failing check']);
+    assert.equal(await waitForJobEnd(page, 180_000), 'FAILURE', 'the same commit fails the same way');
+  });
+
   await t.test('logging out returns to the login page', async () => {
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();

@@ -154,6 +154,9 @@ export function JobPage({ id }: { id: string }) {
           <button className="btn" disabled={busy || !finished} onClick={() => act(`${base}/retry`, { noCache: true }, true)}>
             Retry without cache
           </button>
+          <button className="btn" disabled={busy || !finished} title="run with empty, throwaway CACHE directories" onClick={() => act(`${base}/retry`, { noCacheDirs: true }, true)}>
+            Retry without CACHE dirs
+          </button>
         </div>
       </section>
 
