@@ -291,7 +291,12 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   const candidates = compared
     .filter((c): c is NonNullable<typeof c> => c !== null)
     .map((c) => (c.chain.steps.length <= stepsBeforeCheckpoint ? c : { ...c, chain: { ...c.chain, complete: false, steps: c.chain.steps.slice(0, stepsBeforeCheckpoint) } }));
-  const restorePlan = planRestore({ steps: planSteps, candidates, inheritedCopies });
+  const plannedRestore = planRestore({ steps: planSteps, candidates, inheritedCopies });
+  // git paths are decoded as UTF-8, so a changed name that is not valid UTF-8 cannot be written into a
+  // restored machine by name (traces decode it the same lossy way: it still invalidates). Rather than
+  // fail, such a Layerfile runs from the start: slower, never wrong.
+  const unwritableChange = plannedRestore.kind === 'restore' ? plannedRestore.reapply.find((e) => e.change.path.includes('\uFFFD')) : undefined;
+  const restorePlan = unwritableChange ? planRestore({ steps: planSteps, candidates: [], inheritedCopies }) : plannedRestore;
   const sourceChain = restorePlan.kind === 'restore' ? candidates.find((c) => c.chain.chainId === restorePlan.chainId)?.record : undefined;
 
   const firstToRun = restorePlan.kind === 'fresh' ? 0 : (restorePlan.firstRerun ?? steps.length);
@@ -358,6 +363,9 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   function explainStep(step: number): StepExplanation | undefined {
     if (prefixFrom !== null && split && step === splitStep && step >= firstToRun) {
       return { cached: false, message: `SPLIT copy ${copyIndex} of ${split.count}: the steps before it were restored from ${prefixFrom}; this copy runs on its own from here` };
+    }
+    if (unwritableChange && step === 0) {
+      return { cached: false, message: `the changed file ${JSON.stringify(unwritableChange.change.path)} has a name that is not valid UTF-8, which strata cannot update in a restored machine: running from the start`, path: unwritableChange.change.path };
     }
     if (checkpointAt >= 0 && step === firstToRun && step === stepsBeforeCheckpoint) {
       return { cached: false, message: `reruns from CHECKPOINT ${ctx.fromCheckpoint} (line ${instructions[checkpointAt]?.range.line}), as asked (--from-checkpoint)` };
