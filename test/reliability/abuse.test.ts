@@ -4,7 +4,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireRoot } from '../helpers/env.js';
 import { createGitRepo, createTestEngine } from '../helpers/engine.js';
@@ -12,20 +12,43 @@ import { temporaryStore } from '../helpers/store.js';
 import { openEngine, type Engine } from '../../src/cli/compose.js';
 import { runRepository } from '../../src/engine/runRepository.js';
 import type { Reporter } from '../../src/engine/reporter.js';
-import { findLeaks, recordingReporter } from './harness.js';
+import { findLeaks, recordingReporter, storeTag } from './harness.js';
 
 const runner = 'main-layerfile';
 const hostProcessCount = (): number => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).length;
 
-// Seen once on a clean CI-like run: the machine counted 4119 processes in its /proc under a pids limit of
-// 4096 (bounded, the host was fine, but above the limit): which tasks escape the machine's pids cgroup
-// (runc exec's helpers? the per-exec freezer sub-cgroup?) is not yet understood. Kept as todo until it is.
-test('reliability: a fork bomb is bounded by the pids limit; the host and the next run are fine', { timeout: 180_000, todo: 'engine bug (intermittent): a machine once held 4119 processes under pids.max 4096' }, async (t) => {
+// The limit is checked on the machine's pids cgroup from the host (pids.peak, pids.events): counting
+// /proc from inside is not a snapshot (readdir walks pids while the bomb's processes die and are
+// replaced), which once counted 4119 under a limit of 4096. That count is printed, not asserted.
+test('reliability: a fork bomb is bounded by the pids limit; the host and the next run are fine', { timeout: 180_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const engine = await createTestEngine(t);
   const before = hostProcessCount();
   let peak = before;
-  const sampler = setInterval(() => (peak = Math.max(peak, hostProcessCount())), 100);
+  const machineCgroups = () => {
+    const root = '/sys/fs/cgroup/pids/strata';
+    const prefix = `strata-${storeTag(engine.store)}-`;
+    return existsSync(root) ? readdirSync(root).filter((d) => d.startsWith(prefix)).map((d) => join(root, d)) : [];
+  };
+  let cgroupPeak = 0;
+  let limitHits = 0;
+  let pidsMax = 0;
+  const read = (file: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const sample = () => {
+    peak = Math.max(peak, hostProcessCount());
+    for (const dir of machineCgroups()) {
+      cgroupPeak = Math.max(cgroupPeak, Number(read(join(dir, 'pids.peak')) || read(join(dir, 'pids.current'))) || 0);
+      limitHits = Math.max(limitHits, Number(/max (\d+)/.exec(read(join(dir, 'pids.events')))?.[1] ?? 0));
+      pidsMax = Math.max(pidsMax, Number(read(join(dir, 'pids.max'))) || 0);
+    }
+  };
+  const sampler = setInterval(sample, 100);
   t.after(() => clearInterval(sampler));
   // The bomb runs detached from the step's output; the step then reports how many processes the
   // machine holds and fails.
@@ -37,8 +60,10 @@ test('reliability: a fork bomb is bounded by the pids limit; the host and the ne
   assert.equal(first.result.status, 'failure', 'the bomb step fails');
   assert.equal(first.steps.find((s) => s.step === 0)?.status, 'failed');
   const inside = /machine processes: (\d+)/.exec(first.output.get(`${runner}#0`) ?? '');
-  console.log(`reliability abuse: fork bomb: ${inside ? `${inside[1]} processes in the machine` : 'the machine could not even count'}, host peak +${peak - before} processes (host shared with other work)`);
-  if (inside) assert.ok(Number(inside[1]) <= 4096, 'the machine holds no more than its pids limit');
+  console.log(`reliability abuse: fork bomb: pids cgroup peak ${cgroupPeak} of max ${pidsMax}, limit hit ${limitHits} times; ${inside ? `${inside[1]} processes counted inside (not a snapshot)` : 'the machine could not even count'}, host peak +${peak - before} processes (host shared with other work)`);
+  assert.equal(pidsMax, 4096, 'the machine had its pids limit');
+  assert.ok(limitHits > 0, 'the bomb ran into the limit');
+  assert.ok(cgroupPeak > 0 && cgroupPeak <= 4096, `the machine's tasks stayed within the limit (peak ${cgroupPeak})`);
   // Other work on the host adds noise; an unbounded bomb would reach pid_max (tens of thousands).
   assert.ok(peak - before <= 4096 + 1024, `the bomb stays near the pids limit (host peak +${peak - before})`);
   // Give the kernel a moment to reap, then the host is back where it was.
