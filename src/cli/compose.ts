@@ -10,6 +10,7 @@ import type { Reporter } from '../engine/reporter.js';
 import { cacheDirsRoot, createCacheDirStore } from '../engine/cacheDirs.js';
 import { ensureImage } from '../images/ensure.js';
 import { createRemoteCache } from '../source/remote.js';
+import { listeningTcpPorts } from '../sandbox/listening.js';
 import type { ExecOutcome, Sandbox } from '../sandbox/types.js';
 import type { SnapshotStore } from '../snapshot/types.js';
 import { openDatabase, type Db } from '../store/database.js';
@@ -191,6 +192,7 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
         freeze: () => machine.freeze(),
         thaw: () => machine.thaw(),
         destroy: () => machine.destroy(),
+        listeningPorts: () => listeningTcpPorts(machine.pid),
         ...(machine.forwardPort ? { forwardPort: machine.forwardPort.bind(machine) } : {}),
       };
       return adapted;

@@ -49,6 +49,8 @@ export interface EngineMachine {
   freeze(): Promise<void>;
   thaw(): Promise<void>;
   destroy(): Promise<void>;
+  /** TCP ports listening inside the machine now (for re-launching services after a restore). */
+  listeningPorts?(): Promise<number[]>;
   /** Forwards a free 127.0.0.1 host port to the machine's TCP guestPort; machines started with portForwarding only. */
   forwardPort?(guestPort: number): Promise<number>;
 }

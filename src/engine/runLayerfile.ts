@@ -477,9 +477,12 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     // Re-launch with the tracers attached: what the commands touch now counts for the first step
     // that runs (a session attributes touches before a beginStep to that step).
     // Each command gets its ~2 s check before the next one starts (a later one may need an earlier
-    // one up, as when they first ran). The last one's check runs alongside the first steps: a restored
-    // database is queried as soon as it is up, not 2 s later. Its failure fails the runner at the next
-    // step boundary, before that step is recorded (or at the end, below).
+    // one up, as when they first ran). After the last one, the first step waits until the TCP ports
+    // that listened when the restored snapshot was taken listen again, or until the check ends,
+    // whichever comes first: later steps may rely on the services being up (the wait that got them
+    // ready in the first run may be a cached step), but a restored database that is up in 300 ms is
+    // used then, not 2 s later. A check still running fails the runner at the next step boundary,
+    // before that step is recorded (or at the end, below).
     const firstStep = steps[firstToRun] as StepEntry;
     let relaunchCheck: Promise<void> = Promise.resolve();
     let relaunchFailure: unknown = null;
@@ -492,11 +495,17 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
           });
         }
       });
-      if (i < background.length - 1) await check;
-      else {
-        relaunchCheck = check;
-        check.catch((error: unknown) => (relaunchFailure = error));
+      if (i < background.length - 1) {
+        await check;
+        continue;
       }
+      relaunchCheck = check;
+      check.catch((error: unknown) => (relaunchFailure = error));
+      const expectedPorts = restorePlan.kind === 'restore' ? (sourceChain?.steps[restorePlan.afterStep]?.listening ?? []) : [];
+      const ready = { done: false };
+      await Promise.race([check.catch(() => {}), portsListening(machine, expectedPorts, ready)]);
+      ready.done = true;
+      if (relaunchFailure) throw relaunchFailure;
     }
 
     let instructionCursor = steps[firstToRun]!.instructionIndex;
@@ -642,7 +651,11 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         if (instruction.kind === 'split') snapshot = previousStepSnapshot;
       }
       if (frozen) await machine.thaw();
+      // With background commands running, the ports listening now (the machine is frozen when a
+      // snapshot was taken) are what a restore of this state waits for (see the re-launch above).
+      const listening = background.length > 0 && machine.listeningPorts ? await machine.listeningPorts() : [];
       const record: ChainStepRecord = {
+        listening,
         index: s.step,
         definitionKey: s.definitionKey,
         snapshot,
@@ -686,6 +699,20 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     await cacheLease?.release();
     await deps.snapshots.remove(activeKey).catch(() => {});
   }
+}
+
+/**
+ * Resolves once every port in `ports` listens in the machine (polled every 20 ms); never when `ports` is
+ * empty or the machine cannot tell. Stops polling once `until.done` is set.
+ */
+async function portsListening(machine: EngineMachine, ports: readonly number[], until: { done: boolean }): Promise<void> {
+  if (ports.length === 0 || !machine.listeningPorts) return new Promise<void>(() => {});
+  while (!until.done) {
+    const listening = new Set(await machine.listeningPorts());
+    if (ports.every((port) => listening.has(port))) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return new Promise<void>(() => {});
 }
 
 function throwIfCancelled(ctx: RunContext): void {

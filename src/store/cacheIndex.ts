@@ -33,6 +33,8 @@ export interface ChainStepRecord {
   succeeded: boolean;
   /** The background commands running after this step (inherited ones included), in start order. */
   background: BackgroundCommand[];
+  /** TCP ports listening in the machine when the snapshot was taken (with background commands only). */
+  listening?: number[] | undefined;
 }
 
 export interface ChainRecord {
@@ -98,6 +100,7 @@ interface StepRow {
   repeatable: number;
   succeeded: number;
   background: string;
+  listening: string;
 }
 
 export function createCacheIndex(db: Db): CacheIndex {
@@ -110,8 +113,8 @@ export function createCacheIndex(db: Db): CacheIndex {
     'INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at, complete, clones) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)',
   );
   const insertStep = db.prepare(
-    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable, succeeded, background)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable, succeeded, background, listening)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const markComplete = db.prepare('UPDATE chains SET complete = 1 WHERE id = ?');
   const allSnapshots = db.prepare<[], { snapshot: string }>('SELECT DISTINCT snapshot FROM chain_steps WHERE snapshot IS NOT NULL');
@@ -132,6 +135,7 @@ export function createCacheIndex(db: Db): CacheIndex {
     repeatable: row.repeatable === 1,
     succeeded: row.succeeded === 1,
     background: JSON.parse(row.background) as BackgroundCommand[],
+    listening: JSON.parse(row.listening) as number[],
   });
 
   return {
@@ -166,6 +170,7 @@ export function createCacheIndex(db: Db): CacheIndex {
         step.repeatable ? 1 : 0,
         step.succeeded ? 1 : 0,
         JSON.stringify(step.background),
+        JSON.stringify(step.listening ?? []),
       );
     },
     completeChain(chainId) {

@@ -93,6 +93,12 @@ const MIGRATIONS: string[] = [
   SERVER_TABLES_MIGRATION,
   // strata serve: the job queue, webhook deliveries, polled branch heads.
   JOB_TABLES_MIGRATION,
+  `
+  -- RUN BACKGROUND: the TCP ports listening in the machine when a step's snapshot was taken, JSON
+  -- [5432, ...]. After a restore re-launches the background commands, the first step runs once these
+  -- listen again (or after the 2 s check), not before: later steps may rely on the services being up.
+  ALTER TABLE chain_steps ADD COLUMN listening TEXT NOT NULL DEFAULT '[]';
+  `,
 ];
 
 /** Opens (creating if needed) the database at `file` and brings its schema up to date. */
