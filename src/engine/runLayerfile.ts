@@ -502,9 +502,15 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       relaunchCheck = check;
       check.catch((error: unknown) => (relaunchFailure = error));
       const expectedPorts = restorePlan.kind === 'restore' ? (sourceChain?.steps[restorePlan.afterStep]?.listening ?? []) : [];
-      const ready = { done: false };
-      await Promise.race([check.catch(() => {}), portsListening(machine, expectedPorts, ready)]);
-      ready.done = true;
+      if (expectedPorts.length === 0) {
+        await check;
+      } else {
+        // Until the ports listen or the check period ends; a command that exits 0 at once (it forked
+        // a daemon) does not end the wait, a failing one does.
+        const ready = { done: false };
+        await Promise.race([portsListening(machine, expectedPorts, ready), delay(BACKGROUND_CHECK_MS), check.then(() => new Promise<void>(() => {}), () => {})]);
+        ready.done = true;
+      }
       if (relaunchFailure) throw relaunchFailure;
     }
 
@@ -702,17 +708,22 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 }
 
 /**
- * Resolves once every port in `ports` listens in the machine (polled every 20 ms); never when `ports` is
- * empty or the machine cannot tell. Stops polling once `until.done` is set.
+ * Resolves once every port in `ports` listens in the machine (polled every 20 ms); never when the
+ * machine cannot tell. Stops polling once `until.done` is set.
  */
 async function portsListening(machine: EngineMachine, ports: readonly number[], until: { done: boolean }): Promise<void> {
-  if (ports.length === 0 || !machine.listeningPorts) return new Promise<void>(() => {});
+  if (!machine.listeningPorts) return new Promise<void>(() => {});
   while (!until.done) {
     const listening = new Set(await machine.listeningPorts());
     if (ports.every((port) => listening.has(port))) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return new Promise<void>(() => {});
+}
+
+/** A timer that does not keep the process alive (it only bounds a wait). */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function throwIfCancelled(ctx: RunContext): void {

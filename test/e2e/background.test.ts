@@ -196,21 +196,26 @@ test('Postgres started by RUN BACKGROUND in a base Layerfile serves its migrated
   assert.match(planOf(engine, second, 'child'), /restoring after step 1, rerunning from step 2, re-launched 1 background process/);
 });
 
-test('after a restore, the first step runs once the re-launched service listens again (its wait step is cached)', { timeout: 300_000 }, async (t) => {
-  if (!requireRoot(t)) return;
-  const engine = await createTestEngine(t);
-  // The server takes a second to listen; the first run's wait loop (step 2) is cached on the next run,
-  // and step 3 connects once, without retrying: it only works if the engine waited for port 8080.
-  const slowServer = `sleep 1; exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c "up\\n"; close $c }'`;
-  const repo = createGitRepo(t, {
-    Layerfile: `FROM vm/debian:12\nCOPY . /root/app\nRUN BACKGROUND ${slowServer}\nRUN until (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; do sleep 0.1; done\nRUN cat /root/app/x.txt && ${FETCH}\n`,
-    'x.txt': 'x v1\n',
+for (const [kind, wrap] of [
+  ['runs in the foreground', (server: string) => server],
+  ['forks and exits 0 at once', (server: string) => `(${server}) >/dev/null 2>&1 &`],
+] as const) {
+  test(`after a restore, the first step runs once the re-launched service listens again (its wait step is cached; the command ${kind})`, { timeout: 300_000 }, async (t) => {
+    if (!requireRoot(t)) return;
+    const engine = await createTestEngine(t);
+    // The server takes a second to listen; the first run's wait loop (step 2) is cached on the next run,
+    // and step 3 connects once, without retrying: it only works if the engine waited for port 8080.
+    const slowServer = wrap(`sleep 1; exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c "up\\n"; close $c }'`);
+    const repo = createGitRepo(t, {
+      Layerfile: `FROM vm/debian:12\nCOPY . /root/app\nRUN BACKGROUND ${slowServer}\nRUN until (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; do sleep 0.1; done\nRUN cat /root/app/x.txt && ${FETCH}\n`,
+      'x.txt': 'x v1\n',
+    });
+    const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+    assert.equal(first.result.status, 'success', messages(first));
+    repo.commit('edit x', { 'x.txt': 'x v2\n' });
+    const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+    assert.equal(second.result.status, 'success', messages(second));
+    assert.deepEqual(second.ran, [`${ROOT}#3`], 'restored after the (cached) wait step');
+    assert.equal(second.output.get(`${ROOT}#3`), 'x v2\nup\n');
   });
-  const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
-  assert.equal(first.result.status, 'success', messages(first));
-  repo.commit('edit x', { 'x.txt': 'x v2\n' });
-  const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
-  assert.equal(second.result.status, 'success', messages(second));
-  assert.deepEqual(second.ran, [`${ROOT}#3`], 'restored after the (cached) wait step');
-  assert.equal(second.output.get(`${ROOT}#3`), 'x v2\nup\n');
-});
+}
