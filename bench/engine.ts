@@ -4,37 +4,14 @@
 // - the no-op decision: a commit that changes a file no step read, on a 20 000-file repo, against the
 //   floor of `git diff --name-only` + lstat of the changed paths.
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openEngine } from '../src/cli/compose.js';
 import { runRepository } from '../src/engine/runRepository.js';
 import type { BenchRow } from './types.js';
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function gitRepo(files: Record<string, string>): { dir: string; commit: (changes: Record<string, string>) => void } {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-bench-repo-'));
-  const git = (...args: string[]) => execFileSync('git', args, { cwd: dir, encoding: 'utf8' });
-  git('init', '-q', '-b', 'main');
-  git('config', 'user.email', 'bench@example.com');
-  git('config', 'user.name', 'bench');
-  const commit = (changes: Record<string, string>) => {
-    for (const [path, content] of Object.entries(changes)) {
-      mkdirSync(join(dir, path, '..'), { recursive: true });
-      writeFileSync(join(dir, path), content);
-    }
-    git('add', '-A');
-    git('commit', '-q', '-m', 'bench');
-  };
-  commit(files);
-  return { dir, commit };
-}
+import { benchRepo, median } from './util.js';
 
 export async function benchEngine(): Promise<BenchRow[]> {
   const sleep = Number(process.env.STRATA_BENCH_SLEEP ?? 20);
@@ -44,7 +21,7 @@ export async function benchEngine(): Promise<BenchRow[]> {
   const cleanups: string[] = [store];
   try {
     const layerfile = (extra: string) => `FROM vm/debian:12\nCOPY . .\nRUN sleep ${sleep} && cat file1\nRUN sleep ${sleep} && cat file2${extra}\n`;
-    const seed = gitRepo({ Layerfile: layerfile(''), file1: '1\n', file2: '2\n', other: 'x\n' });
+    const seed = benchRepo({ Layerfile: layerfile(''), file1: '1\n', file2: '2\n', other: 'x\n' });
     cleanups.push(seed.dir);
     const timeRun = async (name: string, expectRan: number, note: string): Promise<void> => {
       const start = performance.now();
@@ -68,7 +45,7 @@ export async function benchEngine(): Promise<BenchRow[]> {
     // The no-op decision on a big repo.
     const files: Record<string, string> = { Layerfile: 'FROM vm/debian:12\nCOPY . /app\nRUN cat /app/pkg0/f0.txt\n' };
     for (let i = 0; i < 20_000; i++) files[`pkg${i % 50}/f${i}.txt`] = `${i}\n`;
-    const big = gitRepo(files);
+    const big = benchRepo(files);
     cleanups.push(big.dir);
     await runRepository({ repoDir: big.dir, commit: 'HEAD' }, engine.deps);
     const decisions: number[] = [];

@@ -7,6 +7,7 @@ import { plan } from '../src/plan/planner.js';
 import type { CachedChain, PlanInput, PlanStep, SnapshotName, SourceChange } from '../src/plan/types.js';
 import type { StepTrace } from '../src/trace/types.js';
 import type { BenchRow } from './types.js';
+import { median } from './util.js';
 
 
 const FILES = 20_000;
@@ -52,10 +53,6 @@ function makeInput(changes: SourceChange[]): PlanInput {
   return { steps, candidates: [{ chain, changes }] };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-}
 
 function time(name: string, changes: () => SourceChange[], runs: number, goalMs?: number): BenchRow {
   const samples: number[] = [];

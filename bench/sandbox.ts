@@ -10,12 +10,9 @@ import { createRuncSandbox } from '../src/sandbox/runc/index.js';
 import { exec, execOrThrow } from '../src/util/exec.js';
 import { ensureDevRootfs } from '../test/sandbox/rootfs.js';
 import type { BenchRow } from './types.js';
+import { median } from './util.js';
 
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const start = performance.now();

@@ -8,13 +8,9 @@ import { openBtrfsStore } from '../src/snapshot/btrfs.js';
 import { snapshotKey, snapshotName } from '../src/snapshot/types.js';
 import { execOrThrow } from '../src/util/exec.js';
 import type { BenchRow } from './types.js';
+import { median } from './util.js';
 
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 async function timed(action: () => Promise<unknown>): Promise<number> {
   const start = performance.now();

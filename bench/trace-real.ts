@@ -25,6 +25,7 @@ import type { StepTrace } from '../src/trace/types.js';
 import { execOrThrow } from '../src/util/exec.js';
 import { writeTsProjectSources } from './fixtures/ts-project/generate.js';
 import type { BenchRow } from './types.js';
+import { median } from './util.js';
 
 export interface TraceRealOptions {
   /** Measured rounds per workload (each: one untraced and one traced run). Default 3. */
@@ -55,10 +56,6 @@ const workloads: Workload[] = [
   { name: 'tsc -p .', reset: 'rm -rf dist', command: 'node node_modules/typescript/bin/tsc -p .' },
 ];
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
 
 /** Runs `command` in /root/app; throws with the output's tail when it fails. */
 async function run(machine: Machine, env: Record<string, string>, command: string): Promise<void> {

@@ -9,6 +9,7 @@ import { exec } from '../src/util/exec.js';
 import { attachFuse } from '../src/trace/fuse.js';
 import type { FuseRecorderOptions } from '../src/trace/fuse.js';
 import type { BenchRow } from './types.js';
+import { median } from './util.js';
 
 
 const workloads: Array<{ name: string; script: string }> = [
@@ -42,10 +43,6 @@ async function run(dir: string, script: string): Promise<void> {
   if (result.exitCode !== 0) throw new Error(`bench workload failed: ${script}\n${result.stderr}`);
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 /**
  * Rows per workload: plain, and traced (kernel caches on, expired at each step) with the ratio in its

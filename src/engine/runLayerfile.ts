@@ -20,6 +20,7 @@ import { claimCacheDirs, machineCacheDirs, type CacheDirLease } from './cacheDir
 import { cloneChanges, cloneIntoMachine, reapplyWithClones, resolveClones, type ChainClone } from './clone.js';
 import { copyIntoMachine } from './copy.js';
 import { machineDefaults } from './machineDefaults.js';
+import { sleep } from '../util/sleep.js';
 import type { EngineDeps, EngineMachine, StepExecResult } from './ports.js';
 import type { StepExplanation } from './reporter.js';
 import { resolveInRoot } from './rootfs.js';
@@ -508,7 +509,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         // Until the ports listen or the check period ends; a command that exits 0 at once (it forked
         // a daemon) does not end the wait, a failing one does.
         const ready = { done: false };
-        await Promise.race([portsListening(machine, expectedPorts, ready), delay(BACKGROUND_CHECK_MS), check.then(() => new Promise<void>(() => {}), () => {})]);
+        await Promise.race([portsListening(machine, expectedPorts, ready), sleep(BACKGROUND_CHECK_MS, { unref: true }), check.then(() => new Promise<void>(() => {}), () => {})]);
         ready.done = true;
       }
       if (relaunchFailure) throw relaunchFailure;
@@ -716,14 +717,9 @@ async function portsListening(machine: EngineMachine, ports: readonly number[], 
   while (!until.done) {
     const listening = new Set(await machine.listeningPorts());
     if (ports.every((port) => listening.has(port))) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
   }
   return new Promise<void>(() => {});
-}
-
-/** A timer that does not keep the process alive (it only bounds a wait). */
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function throwIfCancelled(ctx: RunContext): void {

@@ -6,6 +6,7 @@ import { lstat, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
 import { isProcessAlive } from '../util/process.js';
+import { sleep } from '../util/sleep.js';
 
 export interface FileLock {
   release(): Promise<void>;
@@ -52,7 +53,6 @@ export async function tryLockFile(file: string): Promise<FileLock | { holder: nu
   return { holder: 0 };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Takes the store's lock, waiting up to `waitMs` for a live holder to finish (calling `onWait` once

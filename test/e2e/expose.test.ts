@@ -14,25 +14,11 @@ import { machineCgroupDirs } from '../../src/sandbox/runc/cgroups.js';
 import { openBtrfsStore } from '../../src/snapshot/btrfs.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';
+import { PERL_HTTP_SERVER } from '../helpers/httpServer.js';
 import { temporaryStore } from '../helpers/store.js';
 
 const entry = fileURLToPath(new URL('../cli/strata.ts', import.meta.url));
 
-/** An HTTP/1.0 server (perl-base is in minbase, python is not) answering "<name> <request path>". */
-const httpServer = `use IO::Socket::INET;
-my ($port, $name) = @ARGV;
-$| = 1;
-my $server = IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $port, Listen => 5, ReuseAddr => 1) or die "bind $port: $!";
-while (my $client = $server->accept) {
-  my $request = <$client>;
-  next unless defined $request;
-  my ($path) = $request =~ m{^\\S+ (\\S+)};
-  while (my $line = <$client>) { last if $line =~ /^\\r?\\n$/ }
-  my $body = "$name $path\\n";
-  print $client "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: " . length($body) . "\\r\\n\\r\\n$body";
-  close $client;
-}
-`;
 
 /** A raw TCP server that writes one line to whoever connects. */
 const tcpServer = `use IO::Socket::INET;
@@ -164,7 +150,7 @@ test('EXPOSE WEBSITE: `strata run` serves the final state at a printed URL until
   const serving = serveAfterHook(t);
   const store = await temporaryStore(t, 'strata-expose-');
   const repo = createGitRepo(t, {
-    'server.pl': httpServer,
+    'server.pl': PERL_HTTP_SERVER,
     // The server only listens 3 s after its (re-)launch: the preview is printed once it answers.
     Layerfile: 'FROM vm/debian:12\nCOPY server.pl /app/\nRUN BACKGROUND sleep 3 && exec perl /app/server.pl 8000 one\nEXPOSE WEBSITE localhost:8000\n',
   });
@@ -190,7 +176,7 @@ test('two EXPOSE WEBSITE lines route by prefix (with rewrite) and EXPOSE TCP for
   const serving = serveAfterHook(t);
   const store = await temporaryStore(t, 'strata-expose-');
   const repo = createGitRepo(t, {
-    'server.pl': httpServer,
+    'server.pl': PERL_HTTP_SERVER,
     'tcp.pl': tcpServer,
     Layerfile: [
       'FROM vm/debian:12',

@@ -17,6 +17,7 @@ import { build } from 'vite';
 import { startServer, type RunningServer } from '../../src/server/compose.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';
+import { PERL_HTTP_SERVER } from '../helpers/httpServer.js';
 import { temporaryStore } from '../helpers/store.js';
 import { exec } from '../../src/util/exec.js';
 
@@ -24,20 +25,6 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const screenshots = join(root, 'docs/screenshots');
 const PASSWORD = 'correct horse battery staple';
 
-/** Answers every request with "<name> <path>" (perl-base is in every Debian image). */
-const httpServer = `use IO::Socket::INET;
-my ($port, $name) = @ARGV;
-my $server = IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $port, Listen => 5, ReuseAddr => 1) or die "bind $port: $!";
-while (my $client = $server->accept) {
-  my $request = <$client>;
-  next unless defined $request;
-  my ($path) = $request =~ m{^\\S+ (\\S+)};
-  while (my $line = <$client>) { last if $line =~ /^\\r?\\n$/ }
-  my $body = "$name $path\\n";
-  print $client "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: " . length($body) . "\\r\\n\\r\\n$body";
-  close $client;
-}
-`;
 
 const rootLayerfile = [
   'FROM vm/debian:12',
@@ -125,7 +112,7 @@ test('the web UI against the real server: runs, live log, button, preview, debug
 
   const repo = createGitRepo(t, {
     Layerfile: rootLayerfile,
-    'server.pl': httpServer,
+    'server.pl': PERL_HTTP_SERVER,
     'README.md': 'demo\n',
     // a second DAG level, inheriting the root's final state
     'tests/Layerfile': 'FROM ../Layerfile\nRUN echo "integration tests: ok"\n',

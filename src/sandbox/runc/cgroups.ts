@@ -5,6 +5,7 @@
 // without touching background processes started by other execs.
 import { existsSync, readdirSync, readFileSync, rmdirSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { sleep } from '../../util/sleep.js';
 
 const cgroupRoot = '/sys/fs/cgroup';
 export const cgroupParent = 'strata';
@@ -16,7 +17,6 @@ export function detectCgroupVersion(): CgroupVersion {
   return existsSync(join(cgroupRoot, 'cgroup.controllers')) ? 'v2' : 'v1';
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class MachineCgroups {
   constructor(

@@ -31,6 +31,7 @@ import { MachineCgroups, detectCgroupVersion, removeCgroupTree } from './cgroups
 import { startSlirp, slirpDns } from './slirp.js';
 import type { Slirp } from './slirp.js';
 import { defaultPath, machineConfig, ociProcess } from './spec.js';
+import { sleep } from '../../util/sleep.js';
 
 export interface RuncSandboxOptions {
   /** Every container, cgroup and state dir is named <prefix><machine id>. Default 'strata-'. */
@@ -46,7 +47,6 @@ interface MachineRecord {
   slirpPid?: number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 /** How long an exec's output is still forwarded after its shell exited while a daemon it started keeps the pipe. */
 const outputGraceMs = 50;
 /** How long to wait for the end markers after runc exits; they are already in the pipes, so only a pathological host needs long. */
