@@ -13,12 +13,13 @@ import { plan as planRestore } from '../plan/planner.js';
 import type { CachedChain, CopyRecord, PlanStep, RestorePlan, StepExplanation as PlanExplanation } from '../plan/types.js';
 import { snapshotKey, snapshotName, type SnapshotKey, type SnapshotName } from '../snapshot/types.js';
 import { diffTrees, type CommitInfo, type TreeId } from '../source/git.js';
-import type { BackgroundCommand, ChainStepRecord } from '../store/cacheIndex.js';
+import type { BackgroundCommand, ChainRecord, ChainStepRecord } from '../store/cacheIndex.js';
 import { normalizeStepTrace, type TraceSession } from '../trace/recorder.js';
 import { emptyStepTrace, type StepTrace } from '../trace/types.js';
 import { claimCacheDirs, machineCacheDirs, type CacheDirLease } from './cacheDirs.js';
 import { cloneChanges, cloneIntoMachine, reapplyWithClones, resolveClones, type ChainClone } from './clone.js';
 import { copyIntoMachine } from './copy.js';
+import { createMachineRunDir, type MachineRunDir } from './splitTimings.js';
 import { machineDefaults } from './machineDefaults.js';
 import { sleep } from '../util/sleep.js';
 import type { EngineDeps, EngineMachine, StepExecResult } from './ports.js';
@@ -109,8 +110,16 @@ type SplitInstruction = Extract<Instruction, { kind: 'split' }>;
 export interface SplitCopy {
   /** 0..n-1; copy 0 keeps the Layerfile's runner id, copy i is `<id>-<i+1>`. */
   index: number;
-  /** Copy 0: called once its steps up to and including the SPLIT are done (ran or cached). */
-  onSplitReached?: (() => void) | undefined;
+  /**
+   * Copy 0: called once its steps up to and including the SPLIT are done (ran or cached), with the
+   * digest of the strata-split timings its SPLIT step used (null: none).
+   */
+  onSplitReached?: ((timings: string | null) => void) | undefined;
+  /**
+   * Copies > 0: that digest. Every copy must compute its share from the same timings as copy 0, or a
+   * file could land in no share (src/store/splitTimings.ts).
+   */
+  timings?: string | null | undefined;
 }
 
 /** The Layerfile's SPLIT, when it has exactly one (more are refused by runLayerfile). */
@@ -289,10 +298,24 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   // state before it is restored and every step after it runs again.
   const checkpointAt = ctx.fromCheckpoint === undefined ? -1 : instructions.findIndex((i) => i.kind === 'checkpoint' && i.mode === 'named' && i.name === ctx.fromCheckpoint);
   const stepsBeforeCheckpoint = checkpointAt < 0 ? Infinity : steps.filter((s) => s.instructionIndex < checkpointAt).length;
-  const candidates = compared
-    .filter((c): c is NonNullable<typeof c> => c !== null)
-    .map((c) => (c.chain.steps.length <= stepsBeforeCheckpoint ? c : { ...c, chain: { ...c.chain, complete: false, steps: c.chain.steps.slice(0, stepsBeforeCheckpoint) } }));
+  // strata-split timings: a chain's steps after the SPLIT count only if its SPLIT step used the
+  // timings every copy uses in this run (copy 0's; for copy 0 itself, any set still stored), so all
+  // copies' shares come from one set. Otherwise the SPLIT and what follows run again.
+  const splitStep = steps.find((s) => s.instruction.kind === 'split')?.step;
+  const usableTimings = (digest: string | null): boolean =>
+    copyIndex > 0 ? digest === (copy?.timings ?? null) : digest === null || deps.cacheIndex.splitTimings.content(digest) !== undefined;
+  const otherTimings = (record: ChainRecord): boolean =>
+    splitStep !== undefined && record.steps.length > splitStep && !usableTimings(record.steps[splitStep]?.splitTimings ?? null);
+  const usableUpTo = (c: NonNullable<(typeof compared)[number]>, usable: number) =>
+    c.chain.steps.length <= usable ? c : { ...c, chain: { ...c.chain, complete: false, steps: c.chain.steps.slice(0, usable) } };
+  const beforeTimingsRule = compared.filter((c): c is NonNullable<typeof c> => c !== null).map((c) => usableUpTo(c, stepsBeforeCheckpoint));
+  const candidates = beforeTimingsRule.map((c) => (otherTimings(c.record) ? usableUpTo(c, Math.min(stepsBeforeCheckpoint, splitStep as number)) : c));
   const plannedRestore = planRestore({ steps: planSteps, candidates, inheritedCopies });
+  // Did the rule cost this copy a deeper restore? (Said in the SPLIT step's explanation.)
+  const firstRerunOf = (p: RestorePlan): number => (p.kind === 'fresh' ? 0 : (p.firstRerun ?? steps.length));
+  const rerunForTimings =
+    candidates.some((c, i) => c !== beforeTimingsRule[i]) &&
+    firstRerunOf(planRestore({ steps: planSteps, candidates: beforeTimingsRule, inheritedCopies })) > firstRerunOf(plannedRestore);
   // git paths are decoded as UTF-8, so a changed name that is not valid UTF-8 cannot be written into a
   // restored machine by name (traces decode it the same lossy way: it still invalidates). Rather than
   // fail, such a Layerfile runs from the start: slower, never wrong.
@@ -303,6 +326,18 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   const firstToRun = restorePlan.kind === 'fresh' ? 0 : (restorePlan.firstRerun ?? steps.length);
   const restoredThrough = restorePlan.kind === 'restore' ? restorePlan.afterStep : -1;
   const carriedThrough = Math.min(restoredThrough, firstToRun - 1);
+
+  // The strata-split timings of this copy's SPLIT: copy 0's in this run for the other copies; for
+  // copy 0, those its cached SPLIT step used, or the newest ones frozen now when the SPLIT runs.
+  let splitTimings: string | null = null;
+  if (splitStep !== undefined) {
+    if (copyIndex > 0) splitTimings = copy?.timings ?? null;
+    else if (splitStep < firstToRun) splitTimings = sourceChain?.steps[splitStep]?.splitTimings ?? null;
+    else splitTimings = deps.cacheIndex.splitTimings.freeze(ctx.repo, node.path, deps.now());
+    if (splitStep < firstToRun && (sourceChain?.steps[splitStep]?.splitTimings ?? null) !== splitTimings) {
+      throw new StrataError('STRATA_INTERNAL', `${node.path}: SPLIT copy ${copyIndex} would reuse steps computed with other strata-split timings than copy 0's`);
+    }
+  }
 
   // The background commands that ran when the starting state was snapshotted (the restore point's, or
   // the parent's final ones). A snapshot holds files, not processes: they are started again before
@@ -327,12 +362,11 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   let stepsCached = 0;
   // The snapshot recorded for the step just before the current one (null when it had none).
   let previousStepSnapshot: SnapshotName | null = null;
-  const splitStep = steps.find((s) => s.instruction.kind === 'split')?.step;
   let splitReached = false;
   const reachedSplit = (): void => {
     if (splitReached) return;
     splitReached = true;
-    copy?.onSplitReached?.();
+    copy?.onSplitReached?.(splitTimings);
   };
 
   // The restored machine's files, brought up to date with this commit.
@@ -362,6 +396,9 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   // the Layerfile changed: say so.
   const prefixFrom = sourceChain !== undefined && sourceChain.runner !== runner ? sourceChain.runner : null;
   function explainStep(step: number): StepExplanation | undefined {
+    if (rerunForTimings && step === splitStep && step === firstToRun) {
+      return { cached: false, message: `SPLIT copy ${copyIndex} of ${split?.count}: its cached steps after the SPLIT used other strata-split timings than ${node.runnerId} uses in this run; every copy's share must come from the same timings` };
+    }
     if (prefixFrom !== null && split && step === splitStep && step >= firstToRun) {
       return { cached: false, message: `SPLIT copy ${copyIndex} of ${split.count}: the steps before it were restored from ${prefixFrom}; this copy runs on its own from here` };
     }
@@ -438,6 +475,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   // meanwhile (store full, tracer died), that step is reported failed, not left running.
   let runningStep: StepEntry | null = null;
   let cacheLease: CacheDirLease | null = null;
+  let runDir: MachineRunDir | null = null;
   try {
     // Each step's log is capped (an output flood must not fill the disk or the UI); past the cap one
     // marker line says so, and the rest is read and dropped while the step runs on.
@@ -467,7 +505,17 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       cacheLease = await deps.cacheDirs.acquire({ repo: ctx.repo, layerfile: node.path, paths: cacheDirs.map((d) => d.path), throwaway: ctx.noCacheDirs ?? false });
       for (const note of cacheLease.notes) outputTo(steps[firstToRun]!.step)('stderr', `strata: ${note}\n`);
     }
-    machine = await deps.sandbox.start({ id: `${ctx.runId}-${runnerToken(runner)}`, rootfs, hostname: hostnameFor(runner), memoryBytes: memory?.bytes, ...machineDefaults(cacheLease?.mounts) });
+    runDir = await createMachineRunDir();
+    machine = await deps.sandbox.start({ id: `${ctx.runId}-${runnerToken(runner)}`, rootfs, hostname: hostnameFor(runner), memoryBytes: memory?.bytes, ...machineDefaults([...runDir.mounts, ...(cacheLease?.mounts ?? [])]) });
+    // From the first step after the SPLIT line on, the machine sees its SPLIT's timings.
+    let splitTimingsProvided = false;
+    const provideSplitTimings = async (instructionIndex: number): Promise<void> => {
+      if (splitTimingsProvided || instructionIndex <= splitAt || splitTimings === null) return;
+      const content = deps.cacheIndex.splitTimings.content(splitTimings);
+      if (content === undefined) throw new StrataError('STRATA_STORE', `${node.path}: the strata-split timings ${splitTimings.slice(0, 12)} are gone from the database`, { hint: 'run again: the SPLIT then runs with new timings' });
+      await (runDir as MachineRunDir).provideSplitTimings(content);
+      splitTimingsProvided = true;
+    };
     // Users of CACHE lines already behind us exist in the restored machine; later ones are claimed by their CACHE step.
     await claimCacheDirs(machine, cacheDirs, splitEnv);
     const traceCopies = async (records: CopyRecord[]): Promise<void> => {
@@ -485,6 +533,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     // used then, not 2 s later. A check still running fails the runner at the next step boundary,
     // before that step is recorded (or at the end, below).
     const firstStep = steps[firstToRun] as StepEntry;
+    await provideSplitTimings(firstStep.instructionIndex);
     let relaunchCheck: Promise<void> = Promise.resolve();
     let relaunchFailure: unknown = null;
     for (const [i, command] of background.entries()) {
@@ -529,6 +578,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         if (between.kind === 'button') await requireApproval(between);
       }
       instructionCursor = s.instructionIndex + 1;
+      await provideSplitTimings(s.instructionIndex);
       // Strata's variables for this step (SPLIT/SPLIT_NUM only from the SPLIT line on).
       const baseEnv = envAt(s.instructionIndex);
 
@@ -672,6 +722,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         repeatable: instruction.kind === 'run' && instruction.mode === 'repeatable',
         succeeded: failure === null,
         background: [...background],
+        ...(instruction.kind === 'split' ? { splitTimings } : {}),
       };
       deps.cacheIndex.addStep(chainId, record);
       previousStepSnapshot = snapshot;
@@ -704,6 +755,12 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     for (const { session } of sessions) await session.detach().catch(() => {});
     if (machine) await machine.destroy().catch(() => {});
     await cacheLease?.release();
+    if (runDir) {
+      // What the steps reported, failed runs included (the tests that did run took that long).
+      const reported = await runDir.collectReport().catch(() => []);
+      if (reported.length > 0) deps.cacheIndex.splitTimings.record(ctx.repo, node.path, reported, deps.now());
+      await runDir.remove().catch(() => {});
+    }
     await deps.snapshots.remove(activeKey).catch(() => {});
   }
 }

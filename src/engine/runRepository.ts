@@ -218,21 +218,22 @@ async function runNode(ctx: RunContext, node: GraphNode, outcomes: Map<string, L
 
   // SPLIT n: copy 0 runs first; the others plan once it has done its steps up to the SPLIT, so they
   // restore its pre-split snapshot instead of running the shared prefix again (runLayerfile).
-  let settlePrefix!: (reached: boolean) => void;
-  const prefixDone = new Promise<boolean>((resolve) => (settlePrefix = resolve));
-  const first = runRunner(ctx, node, parent, node.runnerId, { index: 0, onSplitReached: () => settlePrefix(true) }).then((outcome) => {
+  // They also get the strata-split timings copy 0's SPLIT used: every share comes from the same ones.
+  let settlePrefix!: (prefix: { reached: boolean; timings: string | null }) => void;
+  const prefixDone = new Promise<{ reached: boolean; timings: string | null }>((resolve) => (settlePrefix = resolve));
+  const first = runRunner(ctx, node, parent, node.runnerId, { index: 0, onSplitReached: (timings) => settlePrefix({ reached: true, timings }) }).then((outcome) => {
     // Ended without reaching the SPLIT: a success means a SKIP REMAINING IF held before it, which
     // holds in every copy (same environment before the SPLIT); they run and skip the same way.
-    settlePrefix(outcome.status === 'success');
+    settlePrefix({ reached: outcome.status === 'success', timings: null });
     return outcome;
   });
-  const others = prefixDone.then(async (reached) => {
+  const others = prefixDone.then(async ({ reached, timings }) => {
     const indices = Array.from({ length: split.count - 1 }, (_, i) => i + 1);
     const results: LayerfileOutcome[] = [];
     await mapLimited(indices, ctx.deps.parallelism, async (index) => {
       const runner = copyRunnerId(node.runnerId, index);
       results[index - 1] = reached
-        ? await runRunner(ctx, node, parent, runner, { index })
+        ? await runRunner(ctx, node, parent, runner, { index, timings })
         : skipRunner(ctx, node, runner, `not run: the steps before SPLIT failed in ${node.runnerId}`);
     });
     return results;

@@ -3,6 +3,7 @@
 import { expandEnvValue } from '../layerfile/index.js';
 import type { Instruction } from '../layerfile/types.js';
 import type { CommitInfo } from '../source/git.js';
+import { SPLIT_TIMINGS_PATH, TIMINGS_OUT_PATH } from './splitTimings.js';
 
 export interface RunIdentity {
   jobId: string;
@@ -37,10 +38,16 @@ export function baseStepEnv(identity: RunIdentity): Record<string, string> {
     RETRY_INDEX: String(identity.retryIndex),
     REPOSITORY_NAME: identity.repositoryName,
     EXPOSE_WEBSITE_HOST: identity.exposeWebsiteHost ?? '',
+    // Where steps report how long each test file took (`path seconds` lines; strata-split --run does it).
+    STRATA_TIMINGS_OUT: TIMINGS_OUT_PATH,
   };
   if (identity.split) {
     env.SPLIT_NUM = String(identity.split.count);
-    if (!identity.split.unordered) env.SPLIT = String(identity.split.index);
+    if (!identity.split.unordered) {
+      env.SPLIT = String(identity.split.index);
+      // strata-split's default timings (empty when strata has none for this SPLIT yet).
+      env.STRATA_SPLIT_TIMINGS = SPLIT_TIMINGS_PATH;
+    }
   }
   return env;
 }

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { CopyRecord } from '../plan/types.js';
 import type { StepTrace } from '../trace/types.js';
 import type { Db } from './database.js';
+import { createSplitTimings, type SplitTimings } from './splitTimings.js';
 
 /** A RUN BACKGROUND command as it was started: what a restore needs to start it again the same way. */
 export interface BackgroundCommand {
@@ -35,6 +36,8 @@ export interface ChainStepRecord {
   background: BackgroundCommand[];
   /** TCP ports listening in the machine when the snapshot was taken (with background commands only). */
   listening?: number[] | undefined;
+  /** On a SPLIT step: the digest of the frozen strata-split timings its copies used (null: none). */
+  splitTimings?: string | null | undefined;
 }
 
 export interface ChainRecord {
@@ -75,6 +78,8 @@ export interface CacheIndex {
    * Forgetting a chain can only make a later run restore less deep, never reuse something wrongly.
    */
   pruneChains(keep: number): number;
+  /** strata-split's timings: reported ones, and the sets frozen for SPLIT steps (splitTimings.ts). */
+  readonly splitTimings: SplitTimings;
 }
 
 interface ChainRow {
@@ -101,6 +106,7 @@ interface StepRow {
   succeeded: number;
   background: string;
   listening: string;
+  split_timings: string | null;
 }
 
 export function createCacheIndex(db: Db): CacheIndex {
@@ -113,8 +119,8 @@ export function createCacheIndex(db: Db): CacheIndex {
     'INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at, complete, clones) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)',
   );
   const insertStep = db.prepare(
-    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable, succeeded, background, listening)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable, succeeded, background, listening, split_timings)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const markComplete = db.prepare('UPDATE chains SET complete = 1 WHERE id = ?');
   const allSnapshots = db.prepare<[], { snapshot: string }>('SELECT DISTINCT snapshot FROM chain_steps WHERE snapshot IS NOT NULL');
@@ -136,9 +142,12 @@ export function createCacheIndex(db: Db): CacheIndex {
     succeeded: row.succeeded === 1,
     background: JSON.parse(row.background) as BackgroundCommand[],
     listening: JSON.parse(row.listening) as number[],
+    splitTimings: row.split_timings,
   });
 
+  const splitTimings = createSplitTimings(db);
   return {
+    splitTimings,
     candidates(repo, runner, firstKey, limit = 20) {
       return selectChains.all(repo, runner, firstKey, limit).map((row) => ({
         id: row.id,
@@ -171,6 +180,7 @@ export function createCacheIndex(db: Db): CacheIndex {
         step.succeeded ? 1 : 0,
         JSON.stringify(step.background),
         JSON.stringify(step.listening ?? []),
+        step.splitTimings ?? null,
       );
     },
     completeChain(chainId) {
@@ -180,7 +190,10 @@ export function createCacheIndex(db: Db): CacheIndex {
       return new Set(allSnapshots.all().map((r) => r.snapshot));
     },
     pruneChains(keep) {
-      return pruneOld.run(Math.max(1, keep)).changes;
+      const forgotten = pruneOld.run(Math.max(1, keep)).changes;
+      // Timing sets frozen for SPLITs that no remaining chain step names (a day's grace: see splitTimings.ts).
+      splitTimings.pruneUnreferenced(Date.now(), 24 * 3600 * 1000);
+      return forgotten;
     },
   };
 }

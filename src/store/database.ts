@@ -99,6 +99,26 @@ const MIGRATIONS: string[] = [
   -- listen again (or after the 2 s check), not before: later steps may rely on the services being up.
   ALTER TABLE chain_steps ADD COLUMN listening TEXT NOT NULL DEFAULT '[]';
   `,
+  `
+  -- strata-split timings. split_timings: the newest seconds each test file took, as reported by a
+  -- Layerfile's steps (lines written to $STRATA_TIMINGS_OUT), per repository + Layerfile.
+  -- split_timing_sets: immutable copies of those, frozen when a SPLIT step runs, by digest; the SPLIT
+  -- step's chain row names the set its copies' shares were computed with (src/store/splitTimings.ts).
+  CREATE TABLE split_timings (
+    repo TEXT NOT NULL,
+    layerfile TEXT NOT NULL,
+    path TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, layerfile, path)
+  );
+  CREATE TABLE split_timing_sets (
+    digest TEXT PRIMARY KEY,
+    content TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  ALTER TABLE chain_steps ADD COLUMN split_timings TEXT;
+  `,
 ];
 
 /** Opens (creating if needed) the database at `file` and brings its schema up to date. */

@@ -207,3 +207,61 @@ test('strata-split: each SPLIT copy gets a balanced share, every file exactly on
   assert.deepEqual(byTime.find((share) => share.includes('tests/t1.test')), ['tests/t1.test'], `the slow file gets a copy of its own: ${JSON.stringify(byTime)}`);
   assert.deepEqual(second.ran.filter((s) => s.endsWith("#3")).sort(), COPIES.map((c) => `${c}#3`).sort(), 'every copy reran: the timings file is a traced read');
 });
+
+test('strata-split timings stored by strata: --run reports them, the next SPLIT balances by them, and every copy always uses copy 0\'s set', { timeout: 900_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const TWO = [ROOT, `${ROOT}-2`];
+  // t1 is the smallest file and by far the slowest test; sizes would pair it with t2.
+  const test = (name: string, seconds: number, padding: number) => `echo ran ${name}\nsleep ${seconds}\n#${'x'.repeat(padding)}\n`;
+  const tests = {
+    'tests/t1.sh': test('t1', 1.5, 1),
+    'tests/t2.sh': test('t2', 0, 3000),
+    'tests/t3.sh': test('t3', 0, 2000),
+    'tests/t4.sh': test('t4', 0, 1000),
+  };
+  const repo = createGitRepo(t, {
+    // The list comes from a glob (a listing, no stat), so a share depends on the list and the timings only.
+    Layerfile: "FROM vm/debian:12\nCOPY . /app\nWORKDIR /app\nRUN cat prefix.txt\nSPLIT 2\nRUN printf '%s\\n' tests/*.sh | strata-split --run bash\n",
+    'prefix.txt': 'v1\n',
+    ...tests,
+  });
+  const shares = (run: Run): string[][] => TWO.map((runner) => (run.output.get(`${runner}#4`) ?? '').split('\n').filter((l) => l.startsWith('ran ')).map((l) => l.slice(4)).sort());
+  const all = ['t1', 't2', 't3', 't4'];
+
+  // 1. Nothing stored yet: by size (t2 3000 -> 0, t3 2000 -> 1, t4 1000 -> 1, t1 -> 0).
+  const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(first.result.status, 'success', messages(first));
+  assert.deepEqual(shares(first), [['t1', 't2'], ['t3', 't4']]);
+  const stored = engine.engine.db.prepare('SELECT path, seconds FROM split_timings ORDER BY path').all() as Array<{ path: string; seconds: number }>;
+  assert.deepEqual(stored.map((r) => r.path), ['tests/t1.sh', 'tests/t2.sh', 'tests/t3.sh', 'tests/t4.sh'], 'both copies reported their files');
+  assert.ok((stored[0]?.seconds ?? 0) >= 1.5, `t1's time was measured: ${JSON.stringify(stored)}`);
+
+  // 2. The steps before the SPLIT change, so the SPLIT runs again: with the stored timings now, the
+  //    slow t1 gets a copy of its own.
+  repo.commit('prefix', { 'prefix.txt': 'v2\n' });
+  const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(second.result.status, 'success', messages(second));
+  assert.deepEqual(shares(second), [['t1'], ['t2', 't3', 't4']]);
+
+  // 3. A test of copy 1's share changes: only copy 1 reruns (copy 0's share did not depend on it),
+  //    with the same timings as copy 0's cached share: together they still run every test once.
+  repo.commit('t3', { 'tests/t3.sh': tests['tests/t3.sh'].replace('echo ran t3', 'echo ran t3 && true') });
+  const third = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(third.result.status, 'success', messages(third));
+  assert.deepEqual(third.ran, [`${ROOT}-2#4`]);
+  assert.deepEqual(shares(third), [[], ['t2', 't3', 't4']]);
+
+  // 4. Copy 0's cached chains are lost (say, pruned) and the stored timings changed meanwhile (t4 is
+  //    slow now): copy 0 runs its SPLIT again with new timings. Copy 1's cached share was computed with
+  //    the old ones, so it must not be reused (t4 would run twice and, with other numbers, a file in no
+  //    share): copy 1 reruns from its SPLIT with copy 0's new timings.
+  engine.engine.db.prepare('DELETE FROM chains WHERE runner = ?').run(ROOT);
+  engine.engine.db.prepare("UPDATE split_timings SET seconds = 9 WHERE path = 'tests/t4.sh'").run();
+  const fourth = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(fourth.result.status, 'success', messages(fourth));
+  assert.deepEqual(shares(fourth), [['t4'], ['t1', 't2', 't3']]);
+  assert.deepEqual(shares(fourth).flat().sort(), all);
+  assert.ok(fourth.ran.includes(`${ROOT}-2#3`) && fourth.ran.includes(`${ROOT}-2#4`), `copy 1 reran its SPLIT and what follows: ${fourth.ran}`);
+  assert.match(fourth.steps.find((s) => s.runner === `${ROOT}-2` && s.step === 3)?.message ?? '', /other strata-split timings/);
+});
