@@ -3,7 +3,7 @@
 // hashes, never size+mtime; ARCHITECTURE decision 5). Changes between two source states come from
 // `git diff-tree`, which is O(changed paths) and also reports directories that appear or disappear.
 import { spawn } from 'node:child_process';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
@@ -72,11 +72,19 @@ export async function workingTreeId(repoDir: string): Promise<TreeId> {
   const scratch = await mkdtemp(join(tmpdir(), 'strata-index-'));
   const index = join(scratch, 'index');
   try {
+    // git trusts an entry's stat data (size, mtime in seconds) unless the file changed in the same
+    // second as the index was written ("racily clean"), which it tells by the index file's own mtime.
+    // A copy made now would make a same-size edit from that second look clean: the copy gets the
+    // original's mtime, rounded down and read before copying (so only ever more entries count as
+    // racy, never fewer).
+    let original: { atime: Date; mtimeMs: number } | null = null;
     try {
+      original = await stat(join(gitDir, 'index'));
       await copyFile(join(gitDir, 'index'), index);
     } catch {
-      // no index yet (fresh repo): git builds one from scratch
+      original = null; // no index yet (fresh repo): git builds one from scratch
     }
+    if (original) await utimes(index, original.atime, Math.floor(original.mtimeMs / 1000));
     const env = { GIT_INDEX_FILE: index };
     await git(root, ['add', '-A', '--', '.'], env);
     return (await git(root, ['write-tree'], env)).trim() as TreeId;
@@ -171,7 +179,8 @@ export async function diffTrees(repoDir: string, from: TreeId | null, to: TreeId
 /** The state of one path in a tree, or null when absent. */
 export async function pathState(repoDir: string, tree: TreeId, path: string): Promise<SourcePathState | null> {
   if (path === '' || path === '.') return { type: 'dir', mode: 0o755, size: 0, contentId: '' };
-  const out = await git(repoDir, ['ls-tree', '-z', '--long', '--full-tree', tree, '--', path]);
+  // Literal: a name like `:x` or `*.txt` is a file name here, not a pathspec.
+  const out = await git(repoDir, ['--literal-pathspecs', 'ls-tree', '-z', '--long', '--full-tree', tree, '--', path]);
   const entry = out.split('\0').find((e) => e.endsWith(`\t${path}`));
   if (!entry) return null;
   const [mode, , id, size] = entry.slice(0, entry.indexOf('\t')).trim().split(/\s+/);
@@ -182,12 +191,48 @@ export async function pathState(repoDir: string, tree: TreeId, path: string): Pr
 
 /**
  * Writes the contents of `tree` (or of its subdirectory/file `path`) into `destDir` as a tar stream
- * through `git archive`, preserving executable bits and symlinks.
+ * through `git archive`, preserving executable bits and symlinks. Every file holds exactly its blob:
+ * no .gitattributes conversion or export-ignore (see rawAttributesGitDir).
  */
 export async function exportTree(repoDir: string, tree: TreeId, path: string, destDir: string): Promise<void> {
   const treeish = path === '' || path === '.' ? tree : `${tree}:${path}`;
-  await new Promise<void>((resolve, reject) => {
-    const archive = spawn('git', ['-c', 'tar.umask=0022', 'archive', '--format=tar', treeish], { cwd: repoDir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const objects = (await git(repoDir, ['rev-parse', '--path-format=absolute', '--git-path', 'objects'])).trim();
+  const rawGitDir = await rawAttributesGitDir();
+  try {
+    await archiveInto(rawGitDir.env(objects), treeish, destDir);
+  } finally {
+    await rawGitDir.remove();
+  }
+}
+
+/**
+ * Attributes that would make an exported file differ from its blob: eol/text conversion, ident,
+ * filters (e.g. LFS smudge), encodings, export-ignore/export-subst. All unset, for every path.
+ */
+const RAW_ATTRIBUTES = '* -text -eol -crlf -ident -filter -working-tree-encoding -export-ignore -export-subst\n';
+
+/**
+ * `git archive` applies the tree's .gitattributes (and core.autocrlf), but the planner compares blob
+ * ids and a restore re-applies raw blobs (`git cat-file blob`): a converted or omitted file would make
+ * a fresh copy differ from an incremental one, and an edit to .gitattributes alone would change the
+ * copied files without any change the planner sees. So the archive runs in a throwaway git dir that
+ * borrows the repository's objects (GIT_ALTERNATE_OBJECT_DIRECTORIES) and whose info/attributes, which
+ * takes precedence over every .gitattributes, unsets them all: the copy holds exactly the blobs.
+ */
+async function rawAttributesGitDir(): Promise<{ env: (objects: string) => NodeJS.ProcessEnv; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'strata-raw-gitdir-'));
+  await Promise.all([mkdir(join(dir, 'objects')), mkdir(join(dir, 'refs')), mkdir(join(dir, 'info'))]);
+  await writeFile(join(dir, 'HEAD'), 'ref: refs/heads/main\n');
+  await writeFile(join(dir, 'info', 'attributes'), RAW_ATTRIBUTES);
+  return {
+    env: (objects) => ({ ...process.env, GIT_DIR: dir, GIT_ALTERNATE_OBJECT_DIRECTORIES: objects, GIT_ATTR_NOSYSTEM: '1' }),
+    remove: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+function archiveInto(env: NodeJS.ProcessEnv, treeish: string, destDir: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const archive = spawn('git', ['-c', 'tar.umask=0022', '-c', 'core.autocrlf=false', 'archive', '--format=tar', treeish], { cwd: env.GIT_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const untar = spawn('tar', ['-x', '--no-same-owner', '-C', destDir], { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
     archive.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

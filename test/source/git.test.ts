@@ -82,6 +82,17 @@ test('diffTrees from nothing lists the whole tree; pathState finds single paths'
   assert.equal(await pathState(dir, tree, 'missing'), null);
 });
 
+test('pathState takes names literally: `:x`, globs and magic are file names, not pathspecs', async (t) => {
+  const dir = makeRepo(t);
+  for (const name of [':odd', '[ab].txt', '*']) writeFileSync(join(dir, name), name);
+  writeFileSync(join(dir, 'a.txt'), 'a');
+  execFileSync('git', ['add', '-A'], { cwd: dir });
+  execFileSync('git', ['commit', '-qm', 'odd names'], { cwd: dir });
+  const tree = (await commitInfo(dir)).tree;
+  for (const name of [':odd', '[ab].txt', '*']) assert.equal((await pathState(dir, tree, name))?.size, name.length, name);
+  assert.equal(await pathState(dir, tree, ':(glob)*.txt'), null, 'no pathspec magic');
+});
+
 test('exportTree writes a tree or a subdirectory with modes and symlinks', async (t) => {
   const dir = makeRepo(t);
   chmodSync(join(dir, 'top'), 0o755);
