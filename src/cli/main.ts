@@ -170,6 +170,10 @@ export async function main(argv: string[]): Promise<number> {
       if (error.hint) process.stderr.write(`  hint: ${error.hint}\n`);
       return EXIT_CODES[error.code] ?? 1;
     }
-    throw error;
+    // Anything else is a bug in strata: one line for the user, the stack trace only on request.
+    process.stderr.write(`strata: internal error: ${error instanceof Error ? error.message : String(error)}\n`);
+    if (process.env.STRATA_DEBUG) process.stderr.write(`${error instanceof Error ? error.stack : ''}\n`);
+    else process.stderr.write('  hint: this is a bug in strata; run again with STRATA_DEBUG=1 for the stack trace and report it\n');
+    return 1;
   }
 }

@@ -3,6 +3,7 @@ import { combineReporters, type Reporter } from '../../engine/reporter.js';
 import { parseAge } from '../../engine/cacheDirs.js';
 import { StrataError } from '../../errors.js';
 import { openEngine, storePaths } from '../compose.js';
+import { FailureCollector, shellWord } from '../reporters/failures.js';
 import { JsonReporter, TerminalReporter } from '../reporters/terminal.js';
 
 export interface RunCommandOptions {
@@ -45,7 +46,8 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
   }
   const stepTimeoutMs = options.stepTimeout === undefined ? undefined : parseStepTimeout(options.stepTimeout);
   const terminal = options.json ? undefined : new TerminalReporter({ stream: process.stdout, plain: options.plain ?? false });
-  const reporters: Reporter[] = terminal ? [terminal] : [new JsonReporter(process.stdout)];
+  const failures = new FailureCollector();
+  const reporters: Reporter[] = [terminal ?? new JsonReporter(process.stdout), failures];
   // On a terminal a BUTTON asks; elsewhere (CI, pipes, --json) only --accept-buttons lets a run past one.
   const approveButton = terminal && process.stdin.isTTY && process.stdout.isTTY ? buttonPrompt(terminal) : undefined;
   const engine = await openEngine({ store: options.store, reporter: combineReporters(...reporters) });
@@ -59,6 +61,13 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // `strata run | head`: once nobody reads stdout, cancel the run cleanly (machines destroyed, nothing
+  // half-cached) instead of dying of EPIPE mid-step with a stack trace. The listener stays for the
+  // writes that still come while the run winds down.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+    if (!cancel.signal.aborted) cancel.abort();
+  });
   try {
     const result = await runRepository(
       {
@@ -78,6 +87,10 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
     // From here on, SIGTERM belongs to the exposure (`strata stop`).
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    // Where each failure is (file:line) and how to look inside, on stderr: the last thing printed.
+    const shell = (runner: string): string =>
+      ['strata', 'shell', ...(options.store !== undefined ? ['--store', options.store] : []), '--runner', runner, dir].map(shellWord).join(' ');
+    for (const line of await failures.format(shell)) process.stderr.write(line + '\n');
     if (result.status === 'cancelled') return 130;
     if (result.status !== 'success') return 1;
     if (options.expose === false) return 0;

@@ -13,18 +13,28 @@ export function formatWhy(run: RunRecord, options: { step?: number | undefined; 
   for (const runner of run.runners) {
     lines.push('');
     lines.push(`${c.bold(runner.runner)} (${runner.layerfile}) — ${runner.status}${runner.plan ? `: ${runner.plan}` : ''}`);
+    // Steps after a failed one never started: their planned reason ("reruns because ...") would mislead.
+    let failedAt: number | undefined;
     for (const step of runner.steps) {
+      const notRun = failedAt !== undefined && step.status === 'pending';
+      if (step.status === 'failed') failedAt ??= step.index;
       if (options.step !== undefined && step.index + 1 !== options.step) continue;
       const head = `  ${String(step.index + 1).padStart(2)}. line ${step.line}: ${step.text}`;
       const time = step.durationMs !== null ? ` (${formatDuration(step.durationMs)})` : '';
       const label =
-        step.status === 'cached' ? c.green('cached') : step.status === 'ran' ? c.yellow('ran') + time : step.status === 'failed' ? c.red('failed') + time : c.dim(step.status);
+        notRun ? c.dim(`not run (step ${(failedAt ?? 0) + 1} failed)`) : step.status === 'cached' ? c.green('cached') : step.status === 'ran' ? c.yellow('ran') + time : step.status === 'failed' ? c.red('failed') + time : c.dim(step.status);
       lines.push(`${head} — ${label}`);
-      if (step.reason) lines.push(c.dim(`      ${step.status === 'cached' ? '' : 'because '}${step.reason.message}`));
-      if (step.status === 'failed' && step.snapshot) lines.push(c.dim(`      machine at failure kept as snapshot ${step.snapshot}`));
+      if (step.reason && !notRun) lines.push(c.dim(`      ${reasonText(step.status, step.reason.message)}`));
+      if (step.status === 'failed' && step.snapshot) lines.push(c.dim(`      machine at failure kept as snapshot ${step.snapshot} (look inside: strata shell --runner ${runner.runner})`));
     }
   }
   return lines.join('\n');
+}
+
+/** "because <cause>" for a step that ran; the planner's "reruns because ..." must not read "because reruns because". */
+function reasonText(status: string, message: string): string {
+  if (status === 'cached') return message;
+  return `because ${message.replace(/^reruns because /, '')}`;
 }
 
 export async function whyCommand(dir: string, options: { step?: string; store?: string; json?: boolean }): Promise<number> {

@@ -4,7 +4,7 @@
 // plain, append-only lines (one per state change, output lines prefixed with the runner and step).
 import { createLogUpdate } from 'log-update';
 import { colorsFor, type Colors } from './colors.js';
-import type { Reporter, RunnerView, StepExplanation, StepStatus } from '../../engine/reporter.js';
+import type { Reporter, RunnerEndStatus, RunnerView, StepExplanation, StepStatus } from '../../engine/reporter.js';
 
 interface StepState {
   line: number;
@@ -20,9 +20,11 @@ interface StepState {
 interface RunnerState {
   view: RunnerView;
   steps: StepState[];
-  status: 'pending' | 'running' | 'success' | 'failure' | 'error' | 'cancelled';
+  status: 'pending' | 'running' | RunnerEndStatus;
   plan?: string;
   message?: string;
+  /** The last explanation printed in plain mode: consecutive steps sharing one are not repeated. */
+  lastExplanation?: string;
 }
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -82,14 +84,15 @@ export class TerminalReporter implements Reporter {
   }
 
   onStepStatus(event: { runner: string; step: number; status: StepStatus; durationMs?: number; explanation?: StepExplanation }): void {
-    const step = this.runners.get(event.runner)?.steps[event.step];
-    if (!step) return;
+    const runner = this.runners.get(event.runner);
+    const step = runner?.steps[event.step];
+    if (!runner || !step) return;
     step.status = event.status;
     if (event.explanation) step.explanation = event.explanation;
     if (event.status === 'running') step.startedAt = Date.now();
     if (event.durationMs !== undefined) step.durationMs = event.durationMs;
     if (!this.live) {
-      const why = event.explanation && event.status !== 'done' ? ` (${event.explanation.message})` : '';
+      const why = event.status === 'done' ? '' : plainExplanation(runner, event.explanation);
       const time = event.durationMs !== undefined && event.status !== 'cached' ? ` in ${formatDuration(event.durationMs)}` : '';
       this.print(`[${event.runner}] step ${event.step + 1} line ${step.line}: ${step.text} — ${event.status}${time}${why}`);
     }
@@ -107,7 +110,7 @@ export class TerminalReporter implements Reporter {
     }
   }
 
-  onRunnerEnd(event: { runner: string; status: 'success' | 'failure' | 'error' | 'cancelled'; message?: string; failedStep?: number }): void {
+  onRunnerEnd(event: { runner: string; status: RunnerEndStatus; message?: string; failedStep?: number }): void {
     const runner = this.runners.get(event.runner);
     if (!runner) return;
     runner.status = event.status;
@@ -185,7 +188,8 @@ export class TerminalReporter implements Reporter {
         return `${this.c.green('✓')} ${this.c.dim(label)} ${this.c.dim('cached')}`;
       case 'running': {
         const elapsed = step.startedAt ? formatDuration(Date.now() - step.startedAt) : '';
-        const why = step.explanation ? this.c.dim(` ← ${step.explanation.message}`) : '';
+        // "no cached run" would be said of every step of a first run: the runner's plan line says it once.
+        const why = step.explanation && step.explanation.kind !== 'no-cache' ? this.c.dim(` ← ${step.explanation.message}`) : '';
         return `${this.c.cyan(SPINNER[this.frame % SPINNER.length] ?? '')} ${label} ${this.c.cyan(elapsed)}${why}`;
       }
       case 'done':
@@ -198,6 +202,19 @@ export class TerminalReporter implements Reporter {
         return `${this.c.dim('·')} ${this.c.dim(label)}`;
     }
   }
+}
+
+/**
+ * A step's explanation for a plain progress line, ` (...)`, or '' when it would only repeat what the
+ * runner's plan line or the previous step's line said: "no cached run" for every step of a first
+ * run, the same restored snapshot for every cached step, the same "reruns because step 3 reruns".
+ */
+function plainExplanation(runner: RunnerState, explanation: StepExplanation | undefined): string {
+  if (!explanation || explanation.kind === 'no-cache') return '';
+  const message = explanation.message.replace(/^cached: /, '');
+  if (message === runner.lastExplanation) return '';
+  runner.lastExplanation = message;
+  return ` (${message})`;
 }
 
 /** `--json`: one JSON object per event, one per line. */
