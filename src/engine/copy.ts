@@ -24,6 +24,29 @@ export function resolveSourcePath(layerfilePath: string, source: string): string
   return joined.replace(/^\/+/, '').replace(/\/+$/, '');
 }
 
+/**
+ * Checks every COPY source of a Layerfile against the tree before anything runs, so that a typo fails
+ * at its line at once, not after the steps before it ran.
+ */
+export async function assertCopySources(repoDir: string, tree: TreeId, layerfilePath: string, copies: ReadonlyArray<{ sources: string[]; range: { line: number } }>): Promise<void> {
+  for (const copy of copies) {
+    for (const written of copy.sources) {
+      let source: string;
+      try {
+        source = resolveSourcePath(layerfilePath, written);
+      } catch (error) {
+        if (error instanceof StrataError) throw new StrataError(error.code, `${layerfilePath}:${copy.range.line}: ${error.message}`, { hint: 'COPY sources must stay inside the repository' });
+        throw error;
+      }
+      if (!(await pathState(repoDir, tree, source))) {
+        throw new StrataError('STRATA_ENGINE', `${layerfilePath}:${copy.range.line}: COPY source ${JSON.stringify(written)} does not exist in the commit (looked for ${source || '.'})`, {
+          hint: "paths are relative to the Layerfile's directory, /x from the repository root; files ignored by git are not copied",
+        });
+      }
+    }
+  }
+}
+
 /** Absolute machine path of a destination relative to `workdir`; keeps whether it ended in '/'. */
 export function resolveDestPath(workdir: string, dest: string): { path: string; isDir: boolean } {
   const isDir = dest.endsWith('/') || dest === '.' || dest === './' || dest.endsWith('/.');

@@ -40,12 +40,15 @@ export interface RunSummary {
 
 export type OutputStream = 'stdout' | 'stderr';
 
+/** How a runner ended; `skipped`: it never ran (what it waits for or inherits from did not succeed). */
+export type RunnerEndStatus = 'success' | 'failure' | 'error' | 'cancelled' | 'skipped';
+
 export interface Reporter {
   onRunStart?(event: { runId: string; repo: string; tree: string; commit: string | null; runners: RunnerView[] }): void;
   onRunnerStart?(event: { runner: string; plan: string }): void;
   onStepStatus?(event: { runner: string; step: number; status: StepStatus; durationMs?: number; explanation?: StepExplanation }): void;
   onStepOutput?(event: { runner: string; step: number; stream: OutputStream; data: string; timeMs: number }): void;
-  onRunnerEnd?(event: { runner: string; status: 'success' | 'failure' | 'error' | 'cancelled'; message?: string; failedStep?: number }): void;
+  onRunnerEnd?(event: { runner: string; status: RunnerEndStatus; message?: string; failedStep?: number }): void;
   onRunEnd?(event: RunSummary): void;
 }
 

@@ -18,7 +18,7 @@ import { normalizeStepTrace, type TraceSession } from '../trace/recorder.js';
 import { emptyStepTrace, type StepTrace } from '../trace/types.js';
 import { claimCacheDirs, machineCacheDirs, type CacheDirLease } from './cacheDirs.js';
 import { cloneChanges, cloneIntoMachine, reapplyWithClones, resolveClones, type ChainClone } from './clone.js';
-import { copyIntoMachine } from './copy.js';
+import { assertCopySources, copyIntoMachine } from './copy.js';
 import { createMachineRunDir, type MachineRunDir } from './splitTimings.js';
 import { machineDefaults } from './machineDefaults.js';
 import { sleep } from '../util/sleep.js';
@@ -242,6 +242,9 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     text: s.instruction.canonical,
     repeatable: s.instruction.kind === 'run' && s.instruction.mode === 'repeatable',
   }));
+
+  // A COPY of a path the commit does not have fails at its line before anything runs.
+  await assertCopySources(ctx.repoDir, ctx.tree, node.path, instructions.slice(0, skipAt).filter((i): i is Extract<Instruction, { kind: 'copy' }> => i.kind === 'copy'));
 
   // CLONE: every remote is fetched before planning (a failure fails the runner at its line), so what
   // changed in a remote counts like a change in the repository (see clone.ts).

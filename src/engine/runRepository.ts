@@ -250,7 +250,11 @@ async function runRunner(ctx: RunContext, node: GraphNode, parent: LayerfileOutc
     deps.reporter.onRunnerEnd?.({ runner, status: outcome.status === 'success' ? 'success' : 'failure', ...(outcome.message ? { message: outcome.message } : {}) });
     return outcome;
   } catch (error) {
-    const message = error instanceof StrataError ? `${error.message}${error.hint ? ` (hint: ${error.hint})` : ''}` : String(error instanceof Error ? (error.stack ?? error.message) : error);
+    // A strata bug shows as one line (the UI, the --json stream and statuses carry it); the stack only with STRATA_DEBUG=1.
+    const message =
+      error instanceof StrataError
+        ? `${error.message}${error.hint ? ` (hint: ${error.hint})` : ''}`
+        : `strata internal error: ${error instanceof Error ? (process.env.STRATA_DEBUG === '1' ? (error.stack ?? error.message) : error.message) : String(error)}${process.env.STRATA_DEBUG === '1' ? '' : ' (STRATA_DEBUG=1 shows where)'}`;
     if (error instanceof StrataError && error.code === 'STRATA_CANCELLED') {
       deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'cancelled' });
       deps.reporter.onRunnerEnd?.({ runner, status: 'cancelled', message: error.message });
@@ -264,7 +268,7 @@ async function runRunner(ctx: RunContext, node: GraphNode, parent: LayerfileOutc
 
 function skipRunner(ctx: RunContext, node: GraphNode, runner: string, message: string): LayerfileOutcome {
   ctx.deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'skipped', plan: message });
-  ctx.deps.reporter.onRunnerEnd?.({ runner, status: 'error', message });
+  ctx.deps.reporter.onRunnerEnd?.({ runner, status: 'skipped', message });
   return { status: 'skipped', message, finalSnapshot: null, finalStateId: '', execState: { env: {}, workdir: '/root', user: 'root', setupFiles: [] }, copies: [], stepsRan: 0, stepsCached: 0 };
 }
 

@@ -86,7 +86,7 @@ export async function loadSecrets(options: { file?: string | undefined; env: Nod
   }
   return {
     values,
-    describeLookup: (name) => `${file !== undefined ? `the secrets file ${file} and ` : 'no --secrets file; '}the environment variable ${SECRET_ENV_PREFIX}${name}`,
+    describeLookup: (name) => `${file !== undefined ? `the secrets file ${file} and ` : ''}the environment variable ${SECRET_ENV_PREFIX}${name}${file !== undefined ? '' : '; no --secrets file was given'}`,
   };
 }
 

@@ -159,7 +159,7 @@ function explain(steps: readonly PlanStep[], option: Option, point: RestorePoint
         status: 'cached',
         chainId,
         snapshot: point.snapshot,
-        message: `cached: restored snapshot ${point.snapshot} (after step ${point.afterStep + 1}) of ${chainId}`,
+        message: `cached: restored snapshot ${point.snapshot} (after step ${point.afterStep + 1})`,
       };
     }
     const rerun = (why: InvalidationCause): StepExplanation => ({ step: index, status: 'rerun', cause: why });

@@ -2,10 +2,11 @@
 // startServer on a temporary store, real git repos, real machines. One story, in order: log in, add a
 // repository (and a secret), run it and watch a step's log stream live, approve a BUTTON, open the
 // EXPOSE WEBSITE preview, then a commit with a failing Layerfile and its debug terminal (`ls`).
-// Screenshots of the main pages go to docs/screenshots/ (overwritten each run).
+// Screenshots of the main pages are taken every run; they replace docs/screenshots/ (the README's)
+// only with STRATA_SCREENSHOTS=1, else they go to a temporary directory.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,9 @@ import { temporaryStore } from '../helpers/store.js';
 import { exec } from '../../src/util/exec.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const screenshots = join(root, 'docs/screenshots');
+const keepScreenshots = process.env.STRATA_SCREENSHOTS === '1';
+const screenshots = keepScreenshots ? join(root, 'docs/screenshots') : mkdtempSync(join(tmpdir(), 'strata-screenshots-'));
+if (!keepScreenshots) process.on('exit', () => rmSync(screenshots, { recursive: true, force: true }));
 const PASSWORD = 'correct horse battery staple';
 
 

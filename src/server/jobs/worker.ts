@@ -2,7 +2,7 @@
 // that turns engine events into JobEvents (event log + live subscribers) and runner rows, waits for
 // BUTTON approvals, lists previews after a success, posts commit statuses, and ends the job's row.
 import type { EngineDeps } from '../../engine/ports.js';
-import type { Reporter, RunnerView, StepExplanation } from '../../engine/reporter.js';
+import type { Reporter, RunnerEndStatus, RunnerView, StepExplanation } from '../../engine/reporter.js';
 import { runRepository, type RunOptions, type RunResult } from '../../engine/runRepository.js';
 import { isStrataError } from '../../errors.js';
 import type { ExposeWebsiteTarget } from '../../layerfile/types.js';
@@ -39,11 +39,13 @@ export interface ActiveJob {
   readonly done: Promise<void>;
 }
 
-const ENGINE_STATUS: Record<'success' | 'failure' | 'error' | 'cancelled', JobStatus> = {
+const ENGINE_STATUS: Record<RunnerEndStatus, JobStatus> = {
   success: 'SUCCESS',
   failure: 'FAILURE',
   error: 'ERROR',
   cancelled: 'CANCELLED',
+  // A runner that never ran because what it waits for failed: the job has no status of its own for it.
+  skipped: 'ERROR',
 };
 
 export function jobUrl(config: ServerConfig, jobId: string): string {
@@ -262,7 +264,7 @@ class JobRecorder implements Reporter {
     this.emit({ type: 'output', runner: event.runner, step: event.step, stream: event.stream, data: event.data, timeMs: event.timeMs });
   }
 
-  onRunnerEnd(event: { runner: string; status: 'success' | 'failure' | 'error' | 'cancelled'; message?: string }): void {
+  onRunnerEnd(event: { runner: string; status: RunnerEndStatus; message?: string }): void {
     const status = ENGINE_STATUS[event.status];
     const entry = this.runners.get(event.runner);
     if (entry) {
