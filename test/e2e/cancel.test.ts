@@ -39,7 +39,7 @@ test('cancel: the running step is killed and not cached, children are skipped, n
   assert.equal(result.status, 'cancelled');
   assert.ok(Date.now() - startedAt < 50_000, 'the sleep was killed, not waited for');
   assert.deepEqual(ends.sort((a, b) => a.runner.localeCompare(b.runner)), [
-    { runner: 'child', status: 'error' },
+    { runner: 'child', status: 'skipped' },
     { runner: 'main-layerfile', status: 'cancelled' },
   ]);
   assert.equal(te.engine.deps.runLog.lastRun(repo.dir)?.status, 'cancelled');
