@@ -14,6 +14,7 @@ import { listeningTcpPorts } from '../sandbox/listening.js';
 import type { ExecOutcome, Sandbox } from '../sandbox/types.js';
 import type { SnapshotStore } from '../snapshot/types.js';
 import { openDatabase, type Db } from '../store/database.js';
+import { reapMachineRunDirs } from '../engine/splitTimings.js';
 import { createCacheIndex } from '../store/cacheIndex.js';
 import { lockStore } from '../store/lock.js';
 import { createRunLog } from '../store/runs.js';
@@ -62,6 +63,7 @@ export async function openEngine(options: { store?: string | undefined; reporter
     const stateRoot = join('/run/strata', storeTag);
     const runc = createRuncSandbox({ prefix: `strata-${storeTag}-`, stateRoot });
     await runc.reapLeftovers();
+    await reapMachineRunDirs();
     const cacheIndex = createCacheIndex(db);
     // Retention: the newest chains of each runner (default 10, $STRATA_KEEP_CHAINS); the snapshots of
     // forgotten chains go with the crash orphans just below.

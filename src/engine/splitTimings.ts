@@ -6,7 +6,7 @@
 //   /run/strata/report/timings writable: `path seconds` lines the steps report ($STRATA_TIMINGS_OUT),
 //                              stored when the runner ends
 import { constants } from 'node:fs';
-import { chmod, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseTimingsReport, type TimingEntry } from '../store/splitTimings.js';
@@ -27,8 +27,15 @@ export interface MachineRunDir {
   remove(): Promise<void>;
 }
 
+/**
+ * Where the run dirs live: one folder per engine process (`<pid>-...`), so that the folders a killed
+ * engine left behind are recognised (their process is gone) and removed by the next one.
+ */
+export const RUN_DIRS = join(tmpdir(), 'strata-machine-dirs');
+
 export async function createMachineRunDir(): Promise<MachineRunDir> {
-  const dir = await mkdtemp(join(tmpdir(), 'strata-machine-'));
+  await reapMachineRunDirs();
+  const dir = await mkdtemp(join(RUN_DIRS, `${process.pid}-`));
   const timings = join(dir, 'split-timings');
   const report = join(dir, 'report');
   try {
@@ -75,4 +82,23 @@ export async function createMachineRunDir(): Promise<MachineRunDir> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Removes the run dirs of engine processes that no longer exist (killed mid-run). */
+export async function reapMachineRunDirs(): Promise<void> {
+  await mkdir(RUN_DIRS, { recursive: true, mode: 0o700 });
+  for (const name of await readdir(RUN_DIRS).catch(() => [])) {
+    const pid = Number(name.split('-')[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processExists(pid)) continue;
+    await rm(join(RUN_DIRS, name), { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

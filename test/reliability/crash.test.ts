@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireRoot } from '../helpers/env.js';
 import { createGitRepo } from '../helpers/engine.js';
@@ -13,6 +13,7 @@ import { Random } from '../helpers/random.js';
 import { temporaryStore } from '../helpers/store.js';
 import { openEngine } from '../../src/cli/compose.js';
 import { runRepository } from '../../src/engine/runRepository.js';
+import { RUN_DIRS } from '../../src/engine/splitTimings.js';
 import { findLeaks, killHard, recordingReporter, startCliRun, type CliProcess } from './harness.js';
 
 const seed = Number(process.env.STRATA_TEST_SEED ?? 1812);
@@ -75,6 +76,7 @@ test('reliability: kill -9 of the CLI at 20 points, each followed by a clean rec
       if ('when' in point) await run.waitFor(point.when);
       else await Promise.race([new Promise((r) => setTimeout(r, point.afterMs)), run.exited]);
       const wasRunning = run.child.exitCode === null;
+      const killedPid = run.child.pid;
       await killHard(run);
       current = undefined;
       if (wasRunning) kills++;
@@ -98,6 +100,9 @@ test('reliability: kill -9 of the CLI at 20 points, each followed by a clean rec
       }
       assert.ok(!existsSync(join(store, 'lock')), `${where}: lock released`);
       for (const leak of await findLeaks(store)) leaks.push(`${where}: ${leak}`);
+      // The killed engine's per-machine run dirs (strata-split timings) went with the recovery.
+      const runDirs = existsSync(RUN_DIRS) ? readdirSync(RUN_DIRS).filter((d) => d.startsWith(`${killedPid}-`)) : [];
+      if (runDirs.length > 0) leaks.push(`${where}: machine run dirs left: ${runDirs.join(', ')}`);
     }
 
     // And a real from-scratch run of the final commit prints the same.
