@@ -4,6 +4,7 @@
 // and no earlier one. Pure: values (env, secrets, parent identity) are passed in.
 import { createHash } from 'node:crypto';
 import { StrataError } from '../errors.js';
+import { expandEnvValue } from '../layerfile/env.js';
 import type { Instruction } from '../layerfile/types.js';
 
 /** Bumped when the key format changes, so keys from an older strata never match. */
@@ -57,8 +58,17 @@ export interface DefinitionKeyInputs {
    * built on top of an older parent.
    */
   parentIdentity: string;
-  /** Values of the run's environment for the names BUILD ENV lists. A name absent here is "unset". */
+  /**
+   * Values of the run's environment (strata's variables) for the names BUILD ENV lists. A name absent
+   * here, and set by no ENV line, is "unset". ENV lines override these, as in the steps' environment.
+   */
   buildEnv: ReadonlyMap<string, string> | Readonly<Record<string, string | undefined>>;
+  /**
+   * The ENV values the Layerfile starts with (a child's parent set them; empty for an image). BUILD ENV
+   * of a name an ENV line set keys the value that line expanded to: `ENV MODE=$GIT_BRANCH` then
+   * `BUILD ENV MODE` keys the branch, although the ENV line's text is the same on every branch.
+   */
+  startEnv?: Readonly<Record<string, string>>;
   /** Secret values by name for SECRET ENV; only their sha256 enters the key. Absent = "unset". */
   secrets: ReadonlyMap<string, string> | Readonly<Record<string, string | undefined>>;
   /**
@@ -98,8 +108,12 @@ export function definitionKeys(instructions: readonly Instruction[], inputs: Def
   let key = headKey(memory, inputs.parentIdentity);
   const keys: string[] = [];
   let splitOrdinal = 0;
+  // The ENV values so far, expanded like the engine expands them (stepEnv.applyToState), for BUILD ENV.
+  const env: Record<string, string> = { ...inputs.startEnv };
+  const valueOf = (name: string): string | undefined => (Object.hasOwn(env, name) ? env[name] : lookup(inputs.buildEnv, name));
   for (const instruction of instructions) {
-    const link = linkOf(instruction, inputs, () => inputs.splitIndices?.[splitOrdinal++]);
+    if (instruction.kind === 'env') for (const { name, raw } of instruction.vars) env[name] = expandEnvValue(raw, valueOf);
+    const link = linkOf(instruction, inputs, valueOf, () => inputs.splitIndices?.[splitOrdinal++]);
     if (link !== undefined) key = sha256Hex(`${key}\n${JSON.stringify(link)}`);
     keys.push(key);
   }
@@ -115,6 +129,7 @@ function headKey(memoryBytes: number[], parentIdentity: string): string {
 function linkOf(
   instruction: Instruction,
   inputs: DefinitionKeyInputs,
+  envValue: (name: string) => string | undefined,
   nextSplitIndex: () => number | undefined,
 ): unknown[] | undefined {
   if (instruction.kind === 'from') return [instruction.canonical];
@@ -122,7 +137,7 @@ function linkOf(
   switch (instruction.kind) {
     case 'buildEnv':
       // null (unset) and '' (set, empty) are different values and give different keys.
-      return [instruction.canonical, instruction.names.map((name) => [name, lookup(inputs.buildEnv, name) ?? null])];
+      return [instruction.canonical, instruction.names.map((name) => [name, envValue(name) ?? null])];
     case 'secretEnv':
       return [
         instruction.canonical,

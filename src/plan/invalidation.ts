@@ -182,6 +182,32 @@ function writtenOverlap(trace: IndexedTrace, machinePath: string, membership: bo
 }
 
 /**
+ * What else may be at `machinePath` (or on its line: above or below it) before the copy whose source
+ * `sourcePath` was deleted: an earlier copy of another source path, or a path an earlier step wrote.
+ * Returns a description, or null when nothing earlier that strata knows of overlaps it.
+ */
+function uncoveredByDeletion(
+  earlierCopies: ReadonlyArray<{ step: number; copy: CopyRecord }>,
+  earlierSteps: ReadonlyArray<CachedChain['steps'][number]>,
+  sourcePath: string,
+  machinePath: string,
+): string | null {
+  for (const { step, copy } of earlierCopies) {
+    if (!onSameLine(machinePath, copy.dest)) continue;
+    // The same source path landing there through the earlier copy is deleted there too.
+    if (mapThroughCopy(copy, sourcePath) === machinePath) continue;
+    const what = copy.source === '' ? 'the repo root' : copy.source;
+    return `${step < 0 ? 'the parent Layerfile' : `step ${step + 1}`} copied ${what} to ${copy.dest} before`;
+  }
+  for (const [step, cached] of earlierSteps.entries()) {
+    if (cached.trace === null || cached.trace.written.length === 0) continue;
+    const written = writtenOverlap(indexTrace(cached.trace), machinePath, true);
+    if (written !== null) return `step ${step + 1} wrote ${written} before`;
+  }
+  return null;
+}
+
+/**
  * Analyze one candidate chain against the new run's steps. `inheritedCopies` are the copies the parent
  * Layerfile(s) made before this Layerfile's first step (FROM ../parent): they count as made at step -1,
  * so every step may have observed them and every restore re-applies their changes.
@@ -219,6 +245,15 @@ export function analyzeChain(
       // The copied path itself vanished, appeared or changed type: the COPY would fail or land elsewhere.
       if (copy.source !== '' && change.path === copy.source && change.membership) {
         addCopyCause(step, changeCause(entry, change.kind, step, `${change.path} ${change.description} (copied by step ${step + 1}, line ${line})`));
+      }
+      // A deletion under something an earlier copy (or a traced write of an earlier step) put there: in a
+      // fresh run the earlier file shows again once this copy no longer covers it, but re-applying the
+      // deletion would remove it. The copy step reruns instead, on the state from before it.
+      if (!change.existsAfter && step >= 0) {
+        const uncovered = uncoveredByDeletion(copies.slice(0, index), chain.steps.slice(0, step), change.path, machinePath);
+        if (uncovered !== null) {
+          addCopyCause(step, changeCause(entry, 'deleted', step, `${change.path} ${change.description}, and ${uncovered}: step ${step + 1} (line ${line}) copies again`));
+        }
       }
       // A later copy of something else over this machine path: reapplying would undo that later copy.
       for (let laterIndex = index + 1; laterIndex < copies.length; laterIndex++) {

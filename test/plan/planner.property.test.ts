@@ -57,6 +57,18 @@ function oracleFirstInvalid(steps: PlanStep[], chain: CachedChain, changes: Sour
           const overlaps = m === later.copy.dest || under(m, later.copy.dest) || under(later.copy.dest, m);
           if (overlaps && oracleMap(later.copy, change.path) !== m) return i;
         }
+        // A deletion under what an earlier copy of another source, or an earlier step's write, put there:
+        // a fresh run shows that again, a re-applied deletion would remove it; the copy step reruns.
+        if (copyStep === i && change.after === null) {
+          for (let e = 0; e < c; e++) {
+            const earlier = copies[e] as { step: number; copy: CopyRecord };
+            const overlaps = m === earlier.copy.dest || under(m, earlier.copy.dest) || under(earlier.copy.dest, m);
+            if (overlaps && oracleMap(earlier.copy, change.path) !== m) return i;
+          }
+          for (let j = 0; j < i; j++) {
+            if ((chain.steps[j]?.trace?.written ?? []).some((w) => w === m || under(m, w) || under(w, m))) return i;
+          }
+        }
         if (copyStep > i) continue;
         if (t.read.includes(m) || t.statted.includes(m)) return i;
         if (membershipChange(change) && t.listed.includes(dirname(m))) return i;
