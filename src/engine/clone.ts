@@ -150,7 +150,7 @@ export async function cloneIntoMachine(request: CloneRequest): Promise<CopyRecor
       dest: instruction.dest,
       workdir: request.workdir,
     });
-    return records.map((r) => ({ source: namespacedPath(namespace, r.source), dest: r.dest }));
+    return records.map((r) => ({ ...r, source: namespacedPath(namespace, r.source) }));
   } catch (error) {
     const reason = (error instanceof Error ? error.message : String(error)).replace(/^COPY /, '');
     throw new StrataError('STRATA_ENGINE', `${request.layerfilePath}:${instruction.range.line}: CLONE ${instruction.url} (branch ${clone.branch}, ${clone.commit.slice(0, 12)}): ${reason}`, {

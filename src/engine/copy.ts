@@ -5,10 +5,10 @@
 // lands at dest, or at dest/<name> when dest ends in `/`, is an existing directory, or there are
 // several sources.
 import { execFile } from 'node:child_process';
-import { lstat, mkdir, rm, symlink, writeFile, chmod } from 'node:fs/promises';
-import { dirname, posix } from 'node:path';
+import { lstat, mkdir, readdir, rm, symlink, writeFile, chmod } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
 import { StrataError } from '../errors.js';
-import { exportTree, pathState, type SourcePathState, type TreeId } from '../source/git.js';
+import { exportTree, listTreeDirectory, pathState, type SourcePathState, type TreeId } from '../source/git.js';
 import { ensureMachineDir, resolveInRoot } from './rootfs.js';
 import type { CopyRecord, ReapplyEntry } from '../plan/types.js';
 
@@ -111,8 +111,9 @@ export async function copyIntoMachine(request: CopyRequest): Promise<CopyRecord[
     }
     if (state.type === 'dir') {
       const host = await ensureMachineDir(rootfs, dest.path);
+      const shadowed = await shadowedPaths(repoDir, tree, source, host);
       await exportTree(repoDir, tree, source, host);
-      records.push({ source, dest: dest.path });
+      records.push({ source, dest: dest.path, ...(shadowed.length > 0 ? { shadowed } : {}) });
       continue;
     }
     let target = dest.path;
@@ -123,6 +124,30 @@ export async function copyIntoMachine(request: CopyRequest): Promise<CopyRecord[
     records.push({ source, dest: target });
   }
   return records;
+}
+
+/**
+ * The paths of directory `source` that the machine already has under `host` (its copy destination),
+ * relative to it: what the copy is about to write over (see CopyRecord.shadowed). Only directories that
+ * exist on both sides are listed, so a copy into a new or unrelated directory costs one readdir.
+ */
+async function shadowedPaths(repoDir: string, tree: TreeId, source: string, host: string): Promise<string[]> {
+  const shadowed: string[] = [];
+  const visit = async (relative: string): Promise<void> => {
+    const present = await readdir(join(host, relative), { withFileTypes: true }).catch(() => []);
+    if (present.length === 0) return;
+    const inTree = await listTreeDirectory(repoDir, tree, posix.join(source || '.', relative));
+    for (const entry of present) {
+      const type = inTree.get(entry.name);
+      if (type === undefined) continue;
+      const path = relative === '' ? entry.name : `${relative}/${entry.name}`;
+      shadowed.push(path);
+      // Not through the machine's symlinks: the copy replaces a symlink, it does not write through it.
+      if (type === 'dir' && entry.isDirectory()) await visit(path);
+    }
+  };
+  await visit('');
+  return shadowed;
 }
 
 async function isMachineDir(rootfs: string, machinePath: string): Promise<boolean> {

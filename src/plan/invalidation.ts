@@ -250,6 +250,11 @@ export function analyzeChain(
       // fresh run the earlier file shows again once this copy no longer covers it, but re-applying the
       // deletion would remove it. The copy step reruns instead, on the state from before it.
       if (!change.existsAfter && step >= 0) {
+        // Or something that was in the machine before the copy wrote over it (the base image's file).
+        const relative = machinePath === copy.dest ? '' : machinePath.slice(copy.dest === '/' ? 1 : copy.dest.length + 1);
+        if (copy.shadowed?.includes(relative)) {
+          addCopyCause(step, changeCause(entry, 'deleted', step, `${change.path} ${change.description}, and ${machinePath} was in the machine before step ${step + 1} (line ${line}) copied over it: the copy runs again`));
+        }
         const uncovered = uncoveredByDeletion(copies.slice(0, index), chain.steps.slice(0, step), change.path, machinePath);
         if (uncovered !== null) {
           addCopyCause(step, changeCause(entry, 'deleted', step, `${change.path} ${change.description}, and ${uncovered}: step ${step + 1} (line ${line}) copies again`));

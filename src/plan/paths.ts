@@ -18,7 +18,9 @@ export function normalizeMachinePath(path: string): string {
 }
 
 export function normalizeCopy(copy: CopyRecord): CopyRecord {
-  return { source: normalizeSourcePath(copy.source), dest: normalizeMachinePath(copy.dest) };
+  const normalized: CopyRecord = { source: normalizeSourcePath(copy.source), dest: normalizeMachinePath(copy.dest) };
+  if (copy.shadowed && copy.shadowed.length > 0) normalized.shadowed = copy.shadowed;
+  return normalized;
 }
 
 /**

@@ -21,6 +21,13 @@ export interface CopyRecord {
   source: string;
   /** Absolute machine path where `source` itself landed (for a directory: the directory its contents went into). */
   dest: string;
+  /**
+   * For a directory copy: the paths (relative to `dest`) that were in the machine already when the copy
+   * wrote over them (files of the base image, of an earlier step). If their source is deleted, a fresh
+   * run shows what was there before, so the copy must run again rather than delete them. Absent: none
+   * (or a record from before this was kept).
+   */
+  shadowed?: string[] | undefined;
 }
 
 /** One step of a previous run, as the cache index stores it. */

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
 import { execOrThrow } from '../util/exec.js';
-import type { PathState, SourceChange } from '../plan/types.js';
+import type { PathState, PathType, SourceChange } from '../plan/types.js';
 
 export type TreeId = string & { readonly __brand: 'TreeId' };
 
@@ -187,6 +187,20 @@ export async function pathState(repoDir: string, tree: TreeId, path: string): Pr
   const state = stateOf(mode ?? '', size && /^\d+$/.test(size) ? Number(size) : 0);
   if (state && state.type !== 'dir') state.contentId = id ?? '';
   return state;
+}
+
+/** The entries directly inside directory `dir` of `tree` ('' = its root): name -> type. Empty when absent. */
+export async function listTreeDirectory(repoDir: string, tree: TreeId, dir: string): Promise<Map<string, PathType>> {
+  const treeish = dir === '' || dir === '.' ? tree : `${tree}:${dir}`;
+  const out = await git(repoDir, ['ls-tree', '-z', treeish]).catch(() => '');
+  const entries = new Map<string, PathType>();
+  for (const entry of out.split('\0')) {
+    const tab = entry.indexOf('\t');
+    if (tab < 0) continue;
+    const state = stateOf(entry.slice(0, entry.indexOf(' ')), 0);
+    if (state) entries.set(entry.slice(tab + 1), state.type);
+  }
+  return entries;
 }
 
 /**

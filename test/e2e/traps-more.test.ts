@@ -341,3 +341,30 @@ test('trap: .gitattributes (eol, export-ignore) never make a fresh copy differ f
     if (incremental.ran.includes(at(1))) assert.equal(incremental.output.get(at(1)), scratch.output.get(at(1)), `commit ${index}: step 2 prints what a fresh run prints`);
   }
 });
+
+test('trap: a repo file that replaced a file of the base image (or of an earlier step) is deleted: the earlier file is back, as in a fresh run', { timeout: TIMEOUT }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  // /root/.profile is Debian's; the repo's .profile replaces it. /root/conf/made.txt is written by a step
+  // before the copy and replaced by the repo's conf/made.txt. The probe prints what the machine holds.
+  const layerfile = `FROM vm/debian:12\nRUN mkdir -p /root/conf && echo from-step > /root/conf/made.txt\nCOPY . .\nRUN cat keep.txt\n${PROBE}\nRUN head -c 40 /root/.profile; echo; cat /root/conf/made.txt\n`;
+  const repo = createGitRepo(t, { Layerfile: layerfile, '.profile': 'repo profile\n', 'conf/made.txt': 'from-repo\n', 'keep.txt': 'k\n' });
+  const first = await runOk(engine, repo, 'first run');
+  assert.equal(first.output.get(at(4)), 'repo profile\n\nfrom-repo\n');
+
+  repo.git('rm', '-q', '.profile', 'conf/made.txt');
+  repo.commit('delete the files that replaced earlier ones');
+  const deleted = await runOk(engine, repo, 'after deleting them');
+  assert.ok(deleted.ran.includes(at(1)), `the COPY runs again (on the state before it): ${deleted.ran}`);
+  assert.match(deleted.output.get(at(4)) ?? '', /^# ~\/\.profile: executed by Bourne-compati\n/, "Debian's .profile is back");
+  assert.match(deleted.output.get(at(4)) ?? '', /\nfrom-step\n$/, "the earlier step's file is back");
+  assert.match(reason(engine, deleted, 1), /was in the machine before step 2 \(line 3\) copied over it/);
+
+  // Deleting a file that replaced nothing still just deletes it (no copy rerun).
+  repo.commit('add a new file', { 'new.txt': 'n\n' });
+  await runOk(engine, repo, 'after adding new.txt');
+  repo.git('rm', '-q', 'new.txt');
+  repo.commit('delete it again');
+  const plain = await runOk(engine, repo, 'after deleting new.txt');
+  assert.deepEqual(plain.ran, [at(3), at(4)], 'only the probe');
+});
