@@ -145,7 +145,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   const envAt = (instructionIndex: number): Record<string, string> => (instructionIndex >= splitAt ? splitEnv : prefixEnv);
   // BUILD ENV values come from the prefix environment: after the SPLIT line, what differs between
   // copies (SPLIT, SPLIT_NUM) is in the SPLIT step's own key (its count, and the index when ordered).
-  const keys = definitionKeys(instructions, { parentIdentity: start.identity, buildEnv: prefixEnv, secrets: secrets.values, splitIndices: [copyIndex] });
+  // ENV values inherited from a parent count for BUILD ENV of a name they set (definitionKey.ts).
+  const keys = definitionKeys(instructions, { parentIdentity: start.identity, buildEnv: prefixEnv, startEnv: start.state.env, secrets: secrets.values, splitIndices: [copyIndex] });
   const allSteps: StepEntry[] = [];
   instructions.forEach((instruction, instructionIndex) => {
     if (isStep(instruction)) allSteps.push({ step: allSteps.length, instructionIndex, instruction, definitionKey: keys[instructionIndex] as string });
@@ -244,14 +245,20 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
   // Restore: the restored machine's files, brought up to date with this commit.
   let activeKey: SnapshotKey | null = null;
+  // The writable copy exists from its clone on; until the machine session owns it (and removes it when
+  // it closes), whatever fails must remove it here.
+  const dropActive = async (error: unknown): Promise<never> => {
+    if (activeKey) await deps.snapshots.remove(activeKey).catch(() => {});
+    throw error;
+  };
   const newName = (label: string): SnapshotName => snapshotName(`${ctx.runId}.${runnerToken(runner)}.${label}`);
   if (restorePlan.kind === 'restore') {
     activeKey = snapshotKey(`active.${randomUUID()}`);
     const restoreFrom = restorePlan.snapshot;
     const { path: rootfs } = await deps.snapshots.clone(restoreFrom, activeKey);
-    await reapplyWithClones({ repoDir: ctx.repoDir, tree: ctx.tree }, deps.remotes, clones, rootfs, restorePlan.reapply);
+    await reapplyWithClones({ repoDir: ctx.repoDir, tree: ctx.tree }, deps.remotes, clones, rootfs, restorePlan.reapply).catch(dropActive);
     const restoredSnapshot = restorePlan.reapply.length === 0 ? restoreFrom : newName(`restored-${restorePlan.afterStep}`);
-    if (restoredSnapshot !== restoreFrom) await deps.snapshots.commit(activeKey, restoredSnapshot);
+    if (restoredSnapshot !== restoreFrom) await deps.snapshots.commit(activeKey, restoredSnapshot).catch(dropActive);
     // Carry the cached steps into the new chain. Only the restore point keeps a snapshot: older
     // snapshots hold the old chain's sources and stay reachable through the old chain.
     for (const s of steps.slice(0, carriedThrough + 1)) {
@@ -296,7 +303,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
   // Nothing left to run: the (re-applied) restore point is the final state.
   if (firstToRun >= steps.length) {
-    for (const button of buttons) await requireApproval(button);
+    for (const button of buttons) await requireApproval(button).catch(dropActive);
     if (activeKey) await deps.snapshots.remove(activeKey);
     if (skippedSteps.length === 0) deps.cacheIndex.completeChain(chainId);
     return finish('success', 0);

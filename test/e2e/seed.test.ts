@@ -63,6 +63,8 @@ test('a BUTTON stops the run without --accept-buttons, cached or not, and passes
   assert.deepEqual(accepted.ran, ['main-layerfile#1']);
   const again = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.equal(again.result.status, 'error', 'a fully cached run still needs the approval');
+  const active = (await engine.engine.deps.snapshots.list()).filter((s) => s.kind === 'active');
+  assert.deepEqual(active, [], 'the restored copy of a run stopped at its BUTTON is removed');
 });
 
 test('a COPY over a file an earlier step read: later steps see the new content, not a cached page', { timeout: 300_000 }, async (t) => {
