@@ -400,11 +400,12 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         }
       } else {
         stateId = `${stateId}+${s.definitionKey}`;
-        // SPLIT changes nothing in the machine: record the previous step's snapshot as the state after
-        // it too, so a later rerun of the post-split steps restores after the SPLIT (and does not show
-        // the SPLIT line as rerun). Restoring there equals restoring after the previous step: touches
-        // by background processes since then belong to the next step's trace either way.
-        if (instruction.kind === 'split') snapshot = previousStepSnapshot;
+        // ENV, SETUP FILE, BUILD ENV, SECRET ENV, CACHE and SPLIT change nothing in the machine: record
+        // the previous step's snapshot as the state after them too, so a later run restores after them
+        // (a Layerfile that ends with ENV is fully cached; the post-split steps restore after the SPLIT
+        // and do not show it as rerun). Restoring there equals restoring after the previous step:
+        // touches by background processes since then belong to the next step's trace either way.
+        snapshot = previousStepSnapshot;
       }
       await session.thawIfFrozen();
       // With background commands running, the ports listening now (the machine is frozen when a

@@ -95,3 +95,21 @@ test('a BUTTON asks through approveButton: approved runs on, declined stops the 
   assert.equal(approved.result.status, 'success');
   assert.deepEqual(approved.ran, ['main-layerfile#1']);
 });
+
+test('a Layerfile that ends with steps that change nothing in the machine (ENV, SETUP FILE, BUILD ENV) is fully cached next time', { timeout: 300_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nCOPY . /app\nRUN cat /app/a.txt\nENV MODE=test\nSETUP FILE /app/env.sh\nBUILD ENV MODE\n', 'a.txt': 'a\n', 'env.sh': 'export X=1\n', 'other.txt': 'o\n' });
+  const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(first.result.status, 'success');
+  assert.deepEqual(first.ran, ['main-layerfile#0', 'main-layerfile#1', 'main-layerfile#2', 'main-layerfile#3', 'main-layerfile#4']);
+  repo.commit('unrelated', { 'other.txt': 'o2\n' });
+  const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(second.result.status, 'success');
+  assert.deepEqual(second.ran, [], 'nothing reruns, the trailing ENV/SETUP FILE/BUILD ENV included');
+  // A change the RUN read reruns it and what follows.
+  repo.commit('a', { 'a.txt': 'a2\n' });
+  const third = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.deepEqual(third.ran, ['main-layerfile#1', 'main-layerfile#2', 'main-layerfile#3', 'main-layerfile#4']);
+  assert.equal(third.output.get('main-layerfile#1'), 'a2\n');
+});
