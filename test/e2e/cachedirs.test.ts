@@ -84,8 +84,8 @@ test('CACHE: kept across runs (also under a COPY destination), never in a snapsh
   // The step reads input.txt: changing it reruns the step, which finds both caches as it left them.
   repo.commit('two', { 'input.txt': 'two\n' });
   const second = await runOk(engine, repo, 'second run');
-  // The CACHE line has no snapshot of its own (it changes no file), so the restore point is the WORKDIR's.
-  assert.deepEqual(second.ran, [`${ROOT}#3`, `${ROOT}#${RUN_STEP}`], 'COPY and WORKDIR stay cached');
+  // The CACHE line changes no file: its state is the WORKDIR's snapshot, restored, and only the RUN reruns.
+  assert.deepEqual(second.ran, [`${ROOT}#${RUN_STEP}`], 'COPY, WORKDIR and CACHE stay cached');
   assert.equal(printed(second, RUN_STEP), 'two\ndemo=2 build=2\n');
   const secondRoot = engine.engine.deps.snapshots.path(finalSnapshot(second));
   assert.deepEqual(readdirSync(join(secondRoot, 'root/.cache/demo')), []);
