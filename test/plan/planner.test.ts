@@ -547,3 +547,20 @@ test('equally deep plain restores prefer fewer changes, then the newer chain', (
   const fewer = plan({ steps: planSteps(seed()), candidates: [{ chain: older, changes: [] }, { chain: newer, changes: [modified('y')] }] });
   assert.equal(fewer.kind === 'restore' && fewer.chainId, 'a');
 });
+
+test('a deleted file that replaced one the machine had before the COPY (CopyRecord.shadowed) reruns the COPY; other deletions are re-applied', () => {
+  const specs: StepSpec[] = [
+    { key: 'k-run', line: 2, text: 'RUN echo x > /root/made.txt', trace: trace({}) },
+    { key: 'k-copy', line: 3, kind: 'copy', text: 'COPY . .', copies: [{ source: '', dest: '/root', shadowed: ['.profile', 'conf', 'conf/x', 'made.txt'] }] },
+    { key: 'k-cat', line: 4, text: 'RUN cat file1', trace: trace({ read: ['/root/file1'] }) },
+  ];
+  const shadowing = planFor(specs, [deleted('.profile')]);
+  assertRestore(shadowing, 0, 1);
+  assert.match(JSON.stringify(rerunCause(shadowing, 1)), /\/root\/\.profile was in the machine before step 2 \(line 3\) copied over it/);
+  assertRestore(planFor(specs, [deleted('conf/x'), deleted('conf', dir())]), 0, 1);
+  const plain = planFor(specs, [deleted('new.txt')]);
+  assertRestore(plain, 2, null);
+  assert.deepEqual(plain.reapply.map((r) => [r.source, r.dest]), [['new.txt', '/root/new.txt']]);
+  // Modified (not deleted): the new content is written either way.
+  assertRestore(planFor(specs, [modified('.profile')]), 2, null);
+});
