@@ -74,7 +74,7 @@ function gitBlob(repoDir: string, tree: TreeId, path: string): Promise<Buffer> {
 
 /** Writes one non-directory source path (file or symlink) at host path `host`, replacing what is there. */
 async function writeEntry(repoDir: string, tree: TreeId, path: string, state: SourcePathState, host: string): Promise<void> {
-  await mkdir(dirname(host), { recursive: true });
+  await makeDirs(dirname(host));
   await rm(host, { recursive: true, force: true });
   const content = await gitBlob(repoDir, tree, path);
   if (state.type === 'symlink') {
@@ -83,6 +83,29 @@ async function writeEntry(repoDir: string, tree: TreeId, path: string, state: So
     await writeFile(host, content, { mode: state.mode });
     await chmod(host, state.mode);
   }
+}
+
+/**
+ * `mkdir -p` of a host path, the directories it creates at 0755 as `git archive` + tar create a copied
+ * tree's directories: never the umask of strata's process, or a machine's state (and whether a
+ * non-root USER may read a copy) would depend on the host, and a restore could differ from a fresh run.
+ */
+async function makeDirs(host: string): Promise<void> {
+  const created = await mkdir(host, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
+    if (cause.code === 'EEXIST' || cause.code === 'ENOTDIR') return undefined; // the caller reports it
+    throw cause;
+  });
+  if (created === undefined) return;
+  for (let dir = host; ; dir = dirname(dir)) {
+    await chmod(dir, 0o755);
+    if (dir === created || dir === dirname(dir)) break;
+  }
+}
+
+/** ensureMachineDir, with the directories it creates at 0755 (see makeDirs). */
+async function ensureCopyDir(rootfs: string, machinePath: string): Promise<string> {
+  await makeDirs(await resolveInRoot(rootfs, machinePath));
+  return ensureMachineDir(rootfs, machinePath);
 }
 
 export interface CopyRequest {
@@ -110,44 +133,68 @@ export async function copyIntoMachine(request: CopyRequest): Promise<CopyRecord[
       });
     }
     if (state.type === 'dir') {
-      const host = await ensureMachineDir(rootfs, dest.path);
-      const shadowed = await shadowedPaths(repoDir, tree, source, host);
+      const host = await ensureCopyDir(rootfs, dest.path);
+      const before = await machineBeforeCopy(repoDir, tree, source, host);
       await exportTree(repoDir, tree, source, host);
-      records.push({ source, dest: dest.path, ...(shadowed.length > 0 ? { shadowed } : {}) });
+      records.push(landedAt({ source, dest: machinePathOf(rootfs, host), ...before }, dest.path));
       continue;
     }
     let target = dest.path;
     const intoDir = dest.isDir || request.sources.length > 1 || (await isMachineDir(rootfs, dest.path));
     if (intoDir) target = posix.join(dest.path, posix.basename(source));
-    await ensureMachineDir(rootfs, posix.dirname(target));
-    await writeEntry(repoDir, tree, source, state, await resolveInRoot(rootfs, target, { followLast: false }));
-    records.push({ source, dest: target });
+    await ensureCopyDir(rootfs, posix.dirname(target));
+    const host = await resolveInRoot(rootfs, target, { followLast: false });
+    await writeEntry(repoDir, tree, source, state, host);
+    records.push(landedAt({ source, dest: machinePathOf(rootfs, host) }, target));
   }
   return records;
 }
 
 /**
- * The paths of directory `source` that the machine already has under `host` (its copy destination),
- * relative to it: what the copy is about to write over (see CopyRecord.shadowed). Only directories that
- * exist on both sides are listed, so a copy into a new or unrelated directory costs one readdir.
+ * The record of a copy that landed at `record.dest` (symlinks of the machine resolved) when the
+ * Layerfile asked for `requested`. The record names where the files ARE: a step may retarget the
+ * symlink later, and a restore must update the files the copy wrote, not write where the link points
+ * then (nor may a second copy through a link to the same directory look like another directory).
  */
-async function shadowedPaths(repoDir: string, tree: TreeId, source: string, host: string): Promise<string[]> {
+function landedAt(record: CopyRecord, requested: string): CopyRecord {
+  return record.dest === requested ? record : { ...record, requestedDest: requested };
+}
+
+/** The machine path of host path `host` inside the machine rooted at `rootfs`. */
+function machinePathOf(rootfs: string, host: string): string {
+  const relative = posix.relative(posix.resolve(rootfs), posix.resolve(host));
+  if (relative.startsWith('..')) throw new StrataError('STRATA_INTERNAL', `${host} is outside the machine root ${rootfs}`);
+  return '/' + relative;
+}
+
+/**
+ * What the machine holds under `host` (a directory copy's destination) before the copy, relative to it
+ * (see CopyRecord): `shadowed`, the paths the copy is about to write over, and `preexisting`, the
+ * machine's entries the copied tree does not have there (a later commit may add them, and a restore
+ * then writes over them). Only directories on both sides are descended into, so a copy into a new or
+ * unrelated directory costs one readdir, and a big unrelated tree (node_modules) is one entry.
+ */
+async function machineBeforeCopy(repoDir: string, tree: TreeId, source: string, host: string): Promise<Pick<CopyRecord, 'shadowed' | 'preexisting'>> {
   const shadowed: string[] = [];
+  const preexisting: string[] = [];
   const visit = async (relative: string): Promise<void> => {
     const present = await readdir(join(host, relative), { withFileTypes: true }).catch(() => []);
     if (present.length === 0) return;
     const inTree = await listTreeDirectory(repoDir, tree, posix.join(source || '.', relative));
     for (const entry of present) {
-      const type = inTree.get(entry.name);
-      if (type === undefined) continue;
       const path = relative === '' ? entry.name : `${relative}/${entry.name}`;
+      const type = inTree.get(entry.name);
+      if (type === undefined) {
+        preexisting.push(path);
+        continue;
+      }
       shadowed.push(path);
       // Not through the machine's symlinks: the copy replaces a symlink, it does not write through it.
       if (type === 'dir' && entry.isDirectory()) await visit(path);
     }
   };
   await visit('');
-  return shadowed;
+  return { ...(shadowed.length > 0 ? { shadowed } : {}), ...(preexisting.length > 0 ? { preexisting: preexisting.sort() } : {}) };
 }
 
 async function isMachineDir(rootfs: string, machinePath: string): Promise<boolean> {
@@ -177,9 +224,9 @@ export async function reapplyChanges(repoDir: string, tree: TreeId, rootfs: stri
       } catch {
         // absent: created below
       }
-      await ensureMachineDir(rootfs, entry.dest);
+      await ensureCopyDir(rootfs, entry.dest);
     } else {
-      await ensureMachineDir(rootfs, posix.dirname(entry.dest));
+      await ensureCopyDir(rootfs, posix.dirname(entry.dest));
       await writeEntry(repoDir, tree, entry.source, after, await resolveInRoot(rootfs, entry.dest, { followLast: false }));
     }
   }

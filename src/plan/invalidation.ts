@@ -208,6 +208,23 @@ function uncoveredByDeletion(
 }
 
 /**
+ * The machine path at or above `machinePath` (mapped through `copy`) that the machine held before the
+ * copy ran (CopyRecord.shadowed: exactly that path; CopyRecord.preexisting: that path or an ancestor
+ * below the destination), or null.
+ */
+function inMachineBeforeCopy(copy: CopyRecord, machinePath: string): string | null {
+  if (machinePath === copy.dest) return null;
+  const relative = machinePath.slice(copy.dest === '/' ? 1 : copy.dest.length + 1);
+  if (copy.shadowed?.includes(relative)) return machinePath;
+  const preexisting = copy.preexisting;
+  if (preexisting === undefined) return null;
+  for (let path = relative; path !== ''; path = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '') {
+    if (preexisting.includes(path)) return copy.dest === '/' ? `/${path}` : `${copy.dest}/${path}`;
+  }
+  return null;
+}
+
+/**
  * Analyze one candidate chain against the new run's steps. `inheritedCopies` are the copies the parent
  * Layerfile(s) made before this Layerfile's first step (FROM ../parent): they count as made at step -1,
  * so every step may have observed them and every restore re-applies their changes.
@@ -250,10 +267,11 @@ export function analyzeChain(
       // fresh run the earlier file shows again once this copy no longer covers it, but re-applying the
       // deletion would remove it. The copy step reruns instead, on the state from before it.
       if (!change.existsAfter && step >= 0) {
-        // Or something that was in the machine before the copy wrote over it (the base image's file).
-        const relative = machinePath === copy.dest ? '' : machinePath.slice(copy.dest === '/' ? 1 : copy.dest.length + 1);
-        if (copy.shadowed?.includes(relative)) {
-          addCopyCause(step, changeCause(entry, 'deleted', step, `${change.path} ${change.description}, and ${machinePath} was in the machine before step ${step + 1} (line ${line}) copied over it: the copy runs again`));
+        // Or something that was in the machine before the copy wrote over it (the base image's file),
+        // or before a restore wrote over it (the path was added by a later commit).
+        const before = inMachineBeforeCopy(copy, machinePath);
+        if (before !== null) {
+          addCopyCause(step, changeCause(entry, 'deleted', step, `${change.path} ${change.description}, and ${before} was in the machine before step ${step + 1} (line ${line}) copied over it: the copy runs again`));
         }
         const uncovered = uncoveredByDeletion(copies.slice(0, index), chain.steps.slice(0, step), change.path, machinePath);
         if (uncovered !== null) {
@@ -263,7 +281,9 @@ export function analyzeChain(
       // A later copy of something else over this machine path: reapplying would undo that later copy.
       for (let laterIndex = index + 1; laterIndex < copies.length; laterIndex++) {
         const later = copies[laterIndex] as { step: number; copy: CopyRecord };
-        if (!onSameLine(machinePath, later.copy.dest)) continue;
+        // Also when the later copy went through a symlink at this path (it would land elsewhere now).
+        const requested = later.copy.requestedDest;
+        if (!onSameLine(machinePath, later.copy.dest) && !(requested !== undefined && onSameLine(machinePath, requested))) continue;
         if (mapThroughCopy(later.copy, change.path) === machinePath) continue;
         const laterLine = steps[later.step]?.line ?? 0;
         const what = later.copy.source === '' ? 'the repo root' : later.copy.source;

@@ -20,6 +20,11 @@ export function normalizeMachinePath(path: string): string {
 export function normalizeCopy(copy: CopyRecord): CopyRecord {
   const normalized: CopyRecord = { source: normalizeSourcePath(copy.source), dest: normalizeMachinePath(copy.dest) };
   if (copy.shadowed && copy.shadowed.length > 0) normalized.shadowed = copy.shadowed;
+  if (copy.preexisting && copy.preexisting.length > 0) normalized.preexisting = copy.preexisting;
+  if (copy.requestedDest !== undefined) {
+    const requested = normalizeMachinePath(copy.requestedDest);
+    if (requested !== normalized.dest) normalized.requestedDest = requested;
+  }
   return normalized;
 }
 

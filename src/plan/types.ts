@@ -28,6 +28,19 @@ export interface CopyRecord {
    * (or a record from before this was kept).
    */
   shadowed?: string[] | undefined;
+  /**
+   * For a directory copy: the machine's entries under `dest` that the copied tree did not have (relative
+   * to `dest`; only inside directories the tree had too), each standing for everything under it. A
+   * later commit that adds such a path gets it written over them by a restore; deleting it again must
+   * rerun the copy, so a fresh run's state (what was there before) shows again. Absent: none.
+   */
+  preexisting?: string[] | undefined;
+  /**
+   * The destination as the Layerfile named it (absolute), when symlinks in the machine made the copy
+   * land elsewhere (`dest` is where it landed). A change on this path's line (the symlink itself, from
+   * an earlier copy) reruns the copy. Absent: the same as `dest`.
+   */
+  requestedDest?: string | undefined;
 }
 
 /** One step of a previous run, as the cache index stores it. */
