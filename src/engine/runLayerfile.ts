@@ -44,6 +44,8 @@ export interface LayerfileOutcome {
   background?: BackgroundCommand[] | undefined;
   /** The CLONEd remotes' trees the final state holds (inherited ones included); a child inherits them. */
   clones?: ChainClone[] | undefined;
+  /** The MEMORY limit its machines ran with (its own MEMORY line, else its parent's): a child inherits it. */
+  memoryBytes?: number | undefined;
 }
 
 export interface RunContext {
@@ -278,9 +280,11 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   // The copied steps are in this run's chain: a SPLIT among them lets the other copies start now.
   if (splitStep !== undefined && splitStep < firstToRun) reachedSplit();
 
+  // MEMORY: this Layerfile's line, else what its parent ran with (LAYERFILE.md: a child inherits it).
+  const memoryBytes = instructions.find((i): i is Extract<Instruction, { kind: 'memory' }> => i.kind === 'memory')?.bytes ?? parent?.memoryBytes;
   const finish = (status: LayerfileOutcome['status'], stepsRan: number, message?: string): LayerfileOutcome => {
     deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status });
-    return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached, background, clones };
+    return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached, background, clones, memoryBytes };
   };
 
   // A BUTTON asks the person running (ctx.approveButton), unless --accept-buttons approved them all;
@@ -315,7 +319,6 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     await deps.snapshots.clone(start.snapshot, activeKey);
   }
   const rootfs = deps.snapshots.path(activeKey);
-  const memory = instructions.find((i): i is Extract<Instruction, { kind: 'memory' }> => i.kind === 'memory');
   const session = new MachineSession(deps, {
     runId: ctx.runId,
     repo: ctx.repo,
@@ -336,7 +339,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       instructions: instructions.slice(0, skipAt),
       startState: start.state,
       splitEnv,
-      memoryBytes: memory?.bytes,
+      memoryBytes,
       noCacheDirs: ctx.noCacheDirs ?? false,
       firstStep: firstStep.step,
       copies,

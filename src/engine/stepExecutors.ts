@@ -109,7 +109,10 @@ export async function executeStep(request: StepRequest): Promise<StepOutcome> {
     }
     case 'workdir': {
       state = applyToState(state, instruction, baseEnv);
-      outcome = await runInMachine(`mkdir -p ${shellQuote(state.workdir)}`, { ...state, workdir: '/', setupFiles: [] });
+      // As root (a USER may not create it where it is), and a directory it creates belongs to that USER.
+      const dir = shellQuote(state.workdir);
+      const user = shellQuote(state.user);
+      outcome = await runInMachine(`[ -d ${dir} ] || { mkdir -p ${dir} && chown ${user}: ${dir}; }`, { ...state, user: 'root', workdir: '/', setupFiles: [] });
       break;
     }
     case 'user': {

@@ -305,6 +305,29 @@ RUN echo never
   assert.match(outcomeOf(run).message ?? '', /out of memory.*MEMORY limit/);
 });
 
+test('MEMORY is inherited: a child of a Layerfile with MEMORY 64M runs under that limit', { timeout: TIMEOUT }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, {
+    Layerfile: 'FROM vm/debian:12\nMEMORY 64M\nRUN echo base\n',
+    'child/Layerfile': 'FROM ..\nRUN head -c 512m /dev/zero | tail > /dev/null && echo survived\n',
+  });
+  const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(run.result.status, 'failure');
+  assert.equal(outcomeOf(run).status, 'success');
+  assert.match(outcomeOf(run, 'child/Layerfile').message ?? '', /out of memory.*MEMORY limit/);
+});
+
+test('WORKDIR under a non-root USER: created (as root) and given to that user', { timeout: TIMEOUT }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nUSER bob\nWORKDIR /opt/x\nRUN pwd && stat -c %U . && touch mine\nWORKDIR /tmp\nRUN stat -c %U /tmp\n' });
+  const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
+  assert.equal(run.result.status, 'success', outcomeOf(run).message);
+  assert.equal(printed(run, 2), '/opt/x\nbob\n');
+  assert.equal(printed(run, 4), 'root\n', 'an existing directory is left as it is');
+});
+
 test('a failing RUN fails the run, stops it, and after the fix only the failed step onwards reruns', { timeout: TIMEOUT }, async (t) => {
   if (!requireRoot(t)) return;
   const engine = await createTestEngine(t);
