@@ -38,6 +38,11 @@ export interface CacheDirRequest {
   paths: readonly string[];
   /** --no-cache-dirs: empty throwaway directories, the persistent ones are not touched. */
   throwaway: boolean;
+  /**
+   * The SPLIT copy asking (0 or absent: the Layerfile's own runner). Copies run at the same time, so
+   * each copy > 0 keeps CACHE dirs of its own instead of finding copy 0's locked.
+   */
+  copy?: number | undefined;
 }
 
 export interface CacheDirMount {
@@ -81,8 +86,9 @@ export function cacheDirsRoot(storeRoot: string): string {
   return join(storeRoot, 'cache-dirs');
 }
 
-export function cacheDirId(repo: string, layerfile: string, machinePath: string): string {
-  return createHash('sha256').update(JSON.stringify(['strata-cache-dir-v1', repo, layerfile, machinePath])).digest('hex').slice(0, 32);
+export function cacheDirId(repo: string, layerfile: string, machinePath: string, copy = 0): string {
+  const parts = copy > 0 ? ['strata-cache-dir-v1', repo, layerfile, machinePath, copy] : ['strata-cache-dir-v1', repo, layerfile, machinePath];
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 32);
 }
 
 export interface ResolvedCacheDir {
@@ -225,12 +231,13 @@ export function createCacheDirStore(root: string, options: { now?: () => number 
           mounts.push({ source: await throwaway(), destination: path, persistent: false });
           continue;
         }
-        const id = cacheDirId(request.repo, request.layerfile, path);
+        const id = cacheDirId(request.repo, request.layerfile, path, request.copy);
         const dir = join(root, id);
         await mkdir(join(dir, 'data'), { recursive: true });
         const lock = await tryLock(dir);
         if ('holder' in lock) {
-          notes.push(`CACHE ${path}: in use by another run${lock.holder > 0 ? ` (pid ${lock.holder})` : ''}; this run uses an empty directory`);
+          const holder = lock.holder === process.pid ? 'another runner of this strata process' : `another run${lock.holder > 0 ? ` (pid ${lock.holder})` : ''}`;
+          notes.push(`CACHE ${path}: in use by ${holder}; this run uses an empty directory`);
           mounts.push({ source: await throwaway(), destination: path, persistent: false });
           continue;
         }

@@ -52,6 +52,8 @@ export class MachineSession {
       repo: string;
       layerfilePath: string;
       runner: string;
+      /** The SPLIT copy this machine runs (0: the Layerfile's own runner). */
+      copyIndex: number;
       /** The machine's writable root, removed by close(). */
       activeKey: SnapshotKey;
       rootfs: string;
@@ -91,7 +93,7 @@ export class MachineSession {
     this.cacheDirs = cacheDirs;
     if (cacheDirs.length > 0) {
       if (!deps.cacheDirs) throw new StrataError('STRATA_INTERNAL', `${options.layerfilePath}: CACHE needs a cache dir store and the engine has none`);
-      this.cacheLease = await deps.cacheDirs.acquire({ repo: options.repo, layerfile: options.layerfilePath, paths: cacheDirs.map((d) => d.path), throwaway: request.noCacheDirs });
+      this.cacheLease = await deps.cacheDirs.acquire({ repo: options.repo, layerfile: options.layerfilePath, paths: cacheDirs.map((d) => d.path), throwaway: request.noCacheDirs, copy: options.copyIndex });
       for (const note of this.cacheLease.notes) this.outputTo(request.firstStep)('stderr', `strata: ${note}\n`);
     }
     this.runDir = await createMachineRunDir();

@@ -324,6 +324,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     repo: ctx.repo,
     layerfilePath: node.path,
     runner,
+    copyIndex,
     activeKey,
     rootfs,
     secrets,

@@ -211,3 +211,18 @@ test('parseAge', () => {
   assert.equal(parseAge('3'), 3 * 86_400_000);
   assert.throws(() => parseAge('soon'), /invalid age/);
 });
+
+test('CACHE with SPLIT: every copy keeps a CACHE dir of its own (the copies run at once; none gets an empty stand-in)', { timeout: TIMEOUT }, async (t) => {
+  if (!requireRoot(t)) return;
+  const engine = await createTestEngine(t);
+  // Each copy appends its index to its cache and prints what the cache held before.
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nCACHE /root/.cache/x\nSPLIT 2\nCOPY input.txt /app/\nRUN cat /app/input.txt && echo "before: $(cat /root/.cache/x/log 2>/dev/null | tr "\\n" " ")" && echo $SPLIT >> /root/.cache/x/log\n', 'input.txt': 'one\n' });
+  const first = await runOk(engine, repo, 'first run');
+  const copies = [ROOT, `${ROOT}-2`];
+  assert.deepEqual(copies.map((r) => first.output.get(`${r}#3`)), ['one\nbefore: \n', 'one\nbefore: \n']);
+  repo.commit('two', { 'input.txt': 'two\n' });
+  const second = await runOk(engine, repo, 'second run');
+  assert.deepEqual(copies.map((r) => second.output.get(`${r}#3`)), ['two\nbefore: 0 \n', 'two\nbefore: 1 \n'], 'each copy finds what it left');
+  assert.ok(![...second.output.values()].some((log) => log.includes('in use by')), 'no copy got an empty stand-in');
+  assert.equal((await listCacheDirs(cacheDirsRoot(engine.store))).length, 2, 'one persistent dir per copy');
+});
