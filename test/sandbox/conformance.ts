@@ -103,6 +103,27 @@ export function runSandboxConformance(options: ConformanceOptions): void {
     assert.equal(result.stderr, 'done\n');
   });
 
+  rootTest('a background command that fails at once: its whole output is forwarded before its end is reported', async (t) => {
+    const machine = await startMachine(t);
+    const busy = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+    };
+    const line = 'y'.repeat(1000);
+    let received = '';
+    const failing = await machine.startBackground({
+      command: `for i in $(seq 1 200); do echo "$i ${line}"; done; echo "cannot bind port" >&2; exit 3`,
+      onOutput: (c) => {
+        received += c.data.toString();
+        busy(50);
+      },
+    });
+    const ended = await failing.exitedWithin(30_000);
+    assert.equal(ended?.exitCode, 3);
+    assert.match(received, /cannot bind port/, 'the reason is in the output when the end is reported');
+    assert.ok(received.includes(`200 ${line}`));
+  });
+
   rootTest('exec uses the given env, workdir and user (name or uid)', async (t) => {
     const machine = await startMachine(t);
     const root = await run(machine, 'echo "$GREETING|$PWD|$(id -u)|$HOME|$PATH"', {

@@ -386,16 +386,19 @@ class RuncMachine implements Machine {
     }
     await unlink(pidFile).catch(() => {});
     let killed = false;
-    const exited = running.exited.then(
-      async (exitCode): Promise<ExecOutcome> => ({
+    const exited = running.exited.then(async (exitCode): Promise<ExecOutcome> => {
+      const durationMs = performance.now() - running.startedAt;
+      // Its last output first: a command that fails at once must have said why before its end is reported.
+      await running.outputDone;
+      return {
         exitCode: killed ? null : exitCode,
         signal: killed ? 'SIGKILL' : null,
-        durationMs: performance.now() - running.startedAt,
+        durationMs,
         timedOut: false,
         canceled: killed,
         oomKilled: this.cgroups.oomKillCount() > oomBefore,
-      }),
-    );
+      };
+    });
     return {
       pid,
       exited,
