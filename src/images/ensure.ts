@@ -281,6 +281,10 @@ export function mmdebstrapArgs(recipe: ImageRecipe, target: string): string[] {
     // The machine's identity and loopback names; resolv.conf is handled at extraction.
     '--customize-hook=echo strata > "$1/etc/hostname"',
     '--customize-hook=printf "127.0.0.1\\tlocalhost strata\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n" > "$1/etc/hosts"',
+    // dpkg's fsync per unpacked file is wasted in a machine: strata's snapshot after the step persists
+    // everything (btrfs flushes the subvolume's data when it snapshots it), and a crashed step's
+    // machine is thrown away. Debian's own container images do the same (apt-get install 2-3x faster).
+    '--customize-hook=mkdir -p "$1/etc/dpkg/dpkg.cfg.d" && echo force-unsafe-io > "$1/etc/dpkg/dpkg.cfg.d/strata-unsafe-io"',
   ];
   if (recipe.include.length > 0) args.push(`--include=${recipe.include.join(',')}`);
   if (recipe.keyring !== undefined) args.push(`--keyring=${recipe.keyring}`);

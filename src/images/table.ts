@@ -35,7 +35,7 @@ export interface ImageTable {
 }
 
 /** Bump when the way a recipe becomes an image changes (hooks, extraction): every image rebuilds. */
-export const imageBuilderVersion = 1;
+export const imageBuilderVersion = 2;
 
 export const bundledImageTablePath = fileURLToPath(new URL('../../config/images.json', import.meta.url));
 
