@@ -3,12 +3,12 @@
 // by a throwaway one with --no-cache-dirs, is given to the USER of its line, and `cache prune` empties it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { cachePruneCommand } from '../../src/cli/commands/cache.js';
-import { cacheDirsRoot, createCacheDirStore, listCacheDirs, parseAge, pruneCacheDirs, resolveCacheDirs } from '../../src/engine/cacheDirs.js';
+import { cacheDirId, cacheDirsRoot, createCacheDirStore, listCacheDirs, parseAge, pruneCacheDirs, resolveCacheDirs } from '../../src/engine/cacheDirs.js';
 import { initialExecState } from '../../src/engine/stepEnv.js';
 import { parseLayerfile } from '../../src/layerfile/index.js';
 import type { SnapshotName } from '../../src/snapshot/types.js';
@@ -172,9 +172,18 @@ test('cache dir store: a busy dir gives the next run an empty throwaway one; rel
   const second = await store.acquire(request);
   assert.deepEqual(second.mounts.map((m) => m.persistent), [false, false]);
   assert.equal(second.notes.length, 2);
-  assert.match(second.notes[0]!, /CACHE \/x: in use by another run \(pid \d+\); this run uses an empty directory/);
+  assert.match(second.notes[0]!, /CACHE \/x: in use by another runner of this strata process; this run uses an empty directory/);
   assert.deepEqual(readdirSync(second.mounts[0]!.source), []);
   assert.notEqual(second.mounts[0]!.source, second.mounts[1]!.source);
+
+  // Held by another live process (pid 1 here): the note names it.
+  const foreignDir = join(root, cacheDirId('/repo', 'c/Layerfile', '/z'));
+  mkdirSync(foreignDir, { recursive: true });
+  writeFileSync(join(foreignDir, 'lock'), '1');
+  const blocked = await store.acquire({ ...request, layerfile: 'c/Layerfile', paths: ['/z'] });
+  assert.match(blocked.notes[0]!, /^CACHE \/z: in use by another run \(pid 1\); this run uses an empty directory$/);
+  await blocked.release();
+  rmSync(foreignDir, { recursive: true, force: true });
 
   // Another Layerfile's CACHE of the same path is a different directory.
   const other = await store.acquire({ ...request, layerfile: 'b/Layerfile', paths: ['/x'] });
