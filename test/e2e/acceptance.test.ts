@@ -2,122 +2,27 @@
 // the real CLI as a process (the same entry as bin/strata.js, on the sources) on real git repos, real
 // machines and snapshots. A web app with apt, a build, a running server and a preview; a base with two
 // children and a WAIT; the error messages of common mistakes; the --json event stream.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createGitRepo } from '../helpers/engine.js';
+import { jsonEvents as events, runStrata, startStrata, stopAfterTest, type JsonEvent } from '../helpers/cli.js';
 import { requireRoot } from '../helpers/env.js';
 import { temporaryStore } from '../helpers/store.js';
 
-const entry = fileURLToPath(new URL('../cli/strata.ts', import.meta.url));
 const webappExample = fileURLToPath(new URL('../../examples/webapp', import.meta.url));
 const TIMEOUT = 300_000;
 /** A stack frame line ("    at fn (file:1:2)"): a user must never see one. */
 const STACK_FRAME = /^\s+at /m;
-
-interface Strata {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<number | null>;
-  /** The first match of `pattern` in stdout; rejects after `ms` or when the process ends first. */
-  waitFor(pattern: RegExp, ms: number): Promise<RegExpMatchArray>;
-}
-
-function startStrata(args: string[], input?: string): Strata {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const listeners = new Set<() => void>();
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    for (const listener of listeners) listener();
-  });
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  if (input !== undefined) child.stdin?.end(input);
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return {
-    child,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exited,
-    waitFor: (pattern, ms) =>
-      new Promise((resolve, reject) => {
-        const done = (settle: () => void): void => {
-          clearTimeout(timer);
-          listeners.delete(check);
-          settle();
-        };
-        const check = (): void => {
-          const match = pattern.exec(stdout);
-          if (match) done(() => resolve(match));
-        };
-        const timer = setTimeout(() => done(() => reject(new Error(`no ${pattern} within ${ms} ms\nstdout: ${stdout}\nstderr: ${stderr}`))), ms);
-        void exited.then((code) => done(() => reject(new Error(`strata exited (${code}) before printing ${pattern}\nstdout: ${stdout}\nstderr: ${stderr}`))));
-        listeners.add(check);
-        check();
-      }),
-  };
-}
-
-async function strata(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const process = startStrata(args, input);
-  const code = await process.exited;
-  return { code, stdout: process.stdout(), stderr: process.stderr() };
-}
-
-/**
- * Kills (SIGTERM, then SIGKILL) a strata process still running after the test, whatever happened.
- * Register before temporaryStore: after-hooks run in registration order, and the process must be gone
- * before its store is unmounted.
- */
-function killAfter(t: TestContext): { track(process: Strata): Strata } {
-  const tracked: Strata[] = [];
-  t.after(async () => {
-    for (const process of tracked) {
-      if (process.child.exitCode !== null || process.child.signalCode !== null) continue;
-      process.child.kill('SIGTERM');
-      const timer = setTimeout(() => process.child.kill('SIGKILL'), 60_000);
-      await process.exited;
-      clearTimeout(timer);
-    }
-  });
-  return { track: (process) => (tracked.push(process), process) };
-}
 
 /** The "N step(s) ran, M cached" summary of a plain run. */
 function summary(stdout: string): { ran: number; cached: number } {
   const match = /^success in \S+: (\d+) step\(s\) ran, (\d+) cached$/m.exec(stdout);
   assert.ok(match, `no success summary in:\n${stdout}`);
   return { ran: Number(match[1]), cached: Number(match[2]) };
-}
-
-interface JsonEvent {
-  type: string;
-  runner?: string;
-  step?: number;
-  status?: string;
-  data?: string;
-  stream?: string;
-  [key: string]: unknown;
-}
-
-/** Every stdout line of `strata run --json` parsed (a line that is not JSON fails the test). */
-function events(stdout: string): JsonEvent[] {
-  return stdout
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => {
-      try {
-        return JSON.parse(line) as JsonEvent;
-      } catch {
-        throw new Error(`not a JSON line in --json output: ${line}`);
-      }
-    });
 }
 
 /** `runner#step` (0-based) of the steps that ran, from JSON events. */
@@ -127,7 +32,7 @@ const output = (list: JsonEvent[], runner: string, step: number): string =>
 
 test('a web app: apt, build, RUN BACKGROUND server, EXPOSE WEBSITE preview; README edits rerun nothing, source edits rerun from the build', { timeout: TIMEOUT }, async (t) => {
   if (!requireRoot(t)) return;
-  const processes = killAfter(t);
+  const processes = stopAfterTest(t);
   const store = await temporaryStore(t, 'strata-accept-web-');
   const repo = createGitRepo(t, {});
   cpSync(webappExample, repo.dir, { recursive: true });
@@ -145,13 +50,13 @@ test('a web app: apt, build, RUN BACKGROUND server, EXPOSE WEBSITE preview; READ
   const page = await fetch(preview[1] as string);
   assert.equal(page.status, 200);
   assert.match(await page.text(), /<h1>Hello strata 1\.0\.0<\/h1>\n<p>built for ci<\/p>/, 'the preview serves the running machine');
-  const stop = await strata(['stop', '--store', store]);
+  const stop = await runStrata(['stop', '--store', store]);
   assert.equal(stop.code, 0, stop.stderr);
   assert.equal(await serving.exited, 0, serving.stderr());
 
   // Only the README: nothing any step observed changed.
   repo.commit('docs', { 'README.md': 'a new README\n' });
-  const docs = await strata(['run', '--plain', '--no-expose', '--store', store, '--commit', 'HEAD', repo.dir]);
+  const docs = await runStrata(['run', '--plain', '--no-expose', '--store', store, '--commit', 'HEAD', repo.dir]);
   assert.equal(docs.code, 0, docs.stderr);
   assert.deepEqual(summary(docs.stdout), { ran: 0, cached: 7 });
   assert.match(docs.stdout, /^\[main-layerfile\] all 7 step\(s\) cached$/m);
@@ -159,14 +64,14 @@ test('a web app: apt, build, RUN BACKGROUND server, EXPOSE WEBSITE preview; READ
 
   // The page source: the build step and what follows it rerun, apt and the COPY stay cached.
   repo.commit('new title', { 'src/index.html': readFileSync(join(webappExample, 'src/index.html'), 'utf8').replace('<h1>{{title}}', '<h1>New {{title}}') });
-  const edited = await strata(['run', '--json', '--no-expose', '--store', store, '--commit', 'HEAD', repo.dir]);
+  const edited = await runStrata(['run', '--json', '--no-expose', '--store', store, '--commit', 'HEAD', repo.dir]);
   assert.equal(edited.code, 0, edited.stderr);
   const list = events(edited.stdout);
   assert.deepEqual(ranSteps(list), ['main-layerfile#4', 'main-layerfile#5', 'main-layerfile#6']);
   assert.deepEqual(list.filter((e) => e.type === 'step-status' && e.status === 'cached').map((e) => e.step), [0, 1, 2, 3]);
   assert.equal(output(list, 'main-layerfile', 6), '<h1>New Hello strata 1.0.0</h1>\n', 'the restarted server serves the rebuilt page');
 
-  const why = await strata(['why', '--store', store, repo.dir]);
+  const why = await runStrata(['why', '--store', store, repo.dir]);
   assert.equal(why.code, 0, why.stderr);
   assert.match(why.stdout, /5\. line 13: RUN \.\/build\.sh — ran .*\n\s+because src\/index\.html content changed \(read by step 5, line 13\)/);
   assert.match(why.stdout, /6\. line 14: RUN BACKGROUND perl server\.pl "\$PORT" dist — ran .*\n\s+because step 5 \(line 13\) reruns/);
@@ -186,7 +91,7 @@ test('a base and two children, one WAITing on the other: progress names each run
     'README.md': 'three Layerfiles\n',
   });
 
-  const first = await strata(['run', '--plain', '--store', store, '--commit', 'HEAD', repo.dir]);
+  const first = await runStrata(['run', '--plain', '--store', store, '--commit', 'HEAD', repo.dir]);
   assert.equal(first.code, 0, first.stderr);
   assert.deepEqual(summary(first.stdout), { ran: 9, cached: 0 });
   for (const runner of ['base', 'api', 'web']) {
@@ -200,14 +105,14 @@ test('a base and two children, one WAITing on the other: progress names each run
   assert.ok(at('[api] success') < at('[web] running all'), first.stdout);
 
   repo.commit('api source and docs', { 'api/main.txt': 'api v2\n', 'README.md': 'edited\n' });
-  const second = await strata(['run', '--plain', '--store', store, '--commit', 'HEAD', repo.dir]);
+  const second = await runStrata(['run', '--plain', '--store', store, '--commit', 'HEAD', repo.dir]);
   assert.equal(second.code, 0, second.stderr);
   assert.deepEqual(summary(second.stdout), { ran: 2, cached: 7 });
   assert.match(second.stdout, /^\[api\] restoring after step 2, rerunning from step 3$/m);
   assert.match(second.stdout, /^\[api\] step 3 line 4: RUN cat main\.txt > built\.txt && cat \/srv\/BASE — running \(api\/main\.txt content changed \(read by step 3, line 4\)\)$/m);
   assert.match(second.stdout, /^\[web\] all 3 step\(s\) cached$/m, 'WAIT orders, it does not invalidate');
 
-  const why = await strata(['why', '--store', store, repo.dir]);
+  const why = await runStrata(['why', '--store', store, repo.dir]);
   assert.equal(why.code, 0, why.stderr);
   assert.match(why.stdout, /^base \(base\/Layerfile\) — success: all 2 step\(s\) cached$/m);
   assert.match(why.stdout, /^api \(api\/Layerfile\) — success: restoring after step 2, rerunning from step 3$/m);
@@ -222,7 +127,7 @@ test('common mistakes fail with the exit code, file:line and a hint, never a sta
   const store = await temporaryStore(t, 'strata-accept-errors-');
   const run = async (files: Record<string, string>, extra: string[] = []) => {
     const repo = createGitRepo(t, files);
-    const result = await strata(['run', '--plain', '--store', store, ...extra, repo.dir]);
+    const result = await runStrata(['run', '--plain', '--store', store, ...extra, repo.dir]);
     assert.doesNotMatch(result.stderr, STACK_FRAME, result.stderr);
     assert.doesNotMatch(result.stdout, STACK_FRAME, result.stdout);
     return { ...result, repo };
@@ -267,17 +172,17 @@ test('common mistakes fail with the exit code, file:line and a hint, never a sta
   assert.ok(hint, failing.stderr);
   const shellArgs = (hint[1] as string).split(' ');
   assert.deepEqual(shellArgs, ['shell', '--store', store, '--runner', 'main-layerfile', failing.repo.dir], 'the printed command names this store, runner and repo');
-  const shell = await strata(shellArgs, 'cat /root/at-failure\n');
+  const shell = await runStrata(shellArgs, 'cat /root/at-failure\n');
   assert.equal(shell.code, 0, shell.stderr);
   assert.equal(shell.stdout, 'state\n');
-  const why = await strata(['why', '--store', store, failing.repo.dir]);
+  const why = await runStrata(['why', '--store', store, failing.repo.dir]);
   assert.match(why.stdout, /3\. line 4: RUN echo never — not run \(step 2 failed\)\n?$/, 'a step after the failure never started: no rerun reason');
   assert.match(why.stdout, /machine at failure kept as snapshot \S+ \(look inside: strata shell --runner main-layerfile\)/);
 });
 
 test('--json: every line is an event; runner start, step status, output and end, in order; a closed stdout cancels cleanly', { timeout: TIMEOUT }, async (t) => {
   if (!requireRoot(t)) return;
-  const processes = killAfter(t);
+  const processes = stopAfterTest(t);
   const store = await temporaryStore(t, 'strata-accept-json-');
   const repo = createGitRepo(t, {
     'base/Layerfile': 'FROM vm/debian:12\nRUN echo from-base\n',
@@ -285,7 +190,7 @@ test('--json: every line is an event; runner start, step status, output and end,
     'app/data.txt': 'data v1\n',
   });
 
-  const run = await strata(['run', '--json', '--store', store, '--commit', 'HEAD', repo.dir]);
+  const run = await runStrata(['run', '--json', '--store', store, '--commit', 'HEAD', repo.dir]);
   assert.equal(run.code, 0, run.stderr);
   const list = events(run.stdout);
   assert.equal(list[0]?.type, 'run-start');
@@ -323,7 +228,7 @@ test('--json: every line is an event; runner start, step status, output and end,
   // The engine's machines are named after the store (compose.ts): their state dir goes with the last one.
   const storeTag = createHash('sha256').update(store).digest('hex').slice(0, 8);
   assert.ok(!existsSync(join('/run/strata', storeTag)), 'no machine left behind');
-  const after = await strata(['run', '--json', '--store', store, '--commit', 'HEAD', repo.dir]);
+  const after = await runStrata(['run', '--json', '--store', store, '--commit', 'HEAD', repo.dir]);
   assert.equal(after.code, 0, after.stderr);
   assert.deepEqual(ranSteps(events(after.stdout)), ['app#1'], 'the cancelled step was not cached; the rest was');
   assert.match(output(events(after.stdout), 'app', 1), /tick 8\ndata v1\n$/);

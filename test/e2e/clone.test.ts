@@ -3,13 +3,12 @@
 // on the remote alone, which must invalidate exactly the steps that observed the changed file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
 import type { SnapshotName } from '../../src/snapshot/types.js';
 import { requireRoot } from '../helpers/env.js';
+import { createRemote } from '../helpers/remote.js';
 import { createGitRepo, createTestEngine, type TestEngine } from '../helpers/engine.js';
 
 const ROOT = 'main-layerfile';
@@ -28,30 +27,6 @@ function fileInSnapshot(engine: TestEngine, snapshot: SnapshotName | null, machi
   assert.ok(snapshot, 'the runner has a final snapshot');
   const path = join(engine.engine.deps.snapshots.path(snapshot), machinePath);
   return existsSync(path) ? readFileSync(path, 'utf8') : null;
-}
-
-/** A bare repository to CLONE from, and `commit(branch, files)` that pushes a new commit to it. */
-function createRemote(t: TestContext, headBranch: string) {
-  const bare = mkdtempSync(join(tmpdir(), 'strata-e2e-remote-'));
-  const work = mkdtempSync(join(tmpdir(), 'strata-e2e-remote-work-'));
-  t.after(() => {
-    rmSync(bare, { recursive: true, force: true });
-    rmSync(work, { recursive: true, force: true });
-  });
-  const git = (cwd: string, ...args: string[]) => execFileSync('git', args, { cwd, encoding: 'utf8' }).trim();
-  git(bare, 'init', '-q', '--bare', '-b', headBranch);
-  git(work, 'init', '-q', '-b', headBranch);
-  git(work, 'config', 'user.email', 'remote@example.com');
-  git(work, 'config', 'user.name', 'remote');
-  git(work, 'remote', 'add', 'origin', bare);
-  const commit = (branch: string, files: Record<string, string>): void => {
-    git(work, 'checkout', '-q', '-B', branch);
-    for (const [name, content] of Object.entries(files)) writeFileSync(join(work, name), content);
-    git(work, 'add', '-A');
-    git(work, 'commit', '-q', '--allow-empty', '-m', `on ${branch}`);
-    git(work, 'push', '-q', 'origin', `${branch}:${branch}`);
-  };
-  return { bare, url: `file://${bare}`, commit };
 }
 
 async function runOk(engine: TestEngine, repoDir: string, what: string): Promise<Run> {

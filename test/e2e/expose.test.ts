@@ -1,23 +1,21 @@
 // EXPOSE WEBSITE / EXPOSE TCP through the CLI as a process: `strata run` succeeds, keeps the final
 // state running in a machine, prints where it serves it, and serves until `strata stop`; then nothing
 // of it may be left (machines, their state dirs and cgroups, active snapshots).
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { routeRequest, type WebsiteRoute } from '../../src/engine/expose.js';
 import { machineCgroupDirs } from '../../src/sandbox/runc/cgroups.js';
 import { openBtrfsStore } from '../../src/snapshot/btrfs.js';
 import { createGitRepo } from '../helpers/engine.js';
+import { runStrata, startStrata, stopAfterTest, type StrataProcess } from '../helpers/cli.js';
 import { requireRoot } from '../helpers/env.js';
 import { PERL_HTTP_SERVER } from '../helpers/httpServer.js';
 import { temporaryStore } from '../helpers/store.js';
 
-const entry = fileURLToPath(new URL('../cli/strata.ts', import.meta.url));
 
 
 /** A raw TCP server that writes one line to whoever connects. */
@@ -25,70 +23,6 @@ const tcpServer = `use IO::Socket::INET;
 my $server = IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die "bind: $!";
 while (my $client = $server->accept) { print $client "hello over tcp\\n"; close $client }
 `;
-
-interface Strata {
-  child: ChildProcess;
-  output(): { stdout: string; stderr: string };
-  /** Resolves with the first match of `pattern` in stdout (fails after `ms` or if the process ends). */
-  waitFor(pattern: RegExp, ms: number): Promise<RegExpMatchArray>;
-  exited: Promise<number | null>;
-}
-
-function startStrata(args: string[]): Strata {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const listeners = new Set<() => void>();
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    for (const listener of listeners) listener();
-  });
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return {
-    child,
-    output: () => ({ stdout, stderr }),
-    exited,
-    waitFor: (pattern, ms) =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          const match = pattern.exec(stdout);
-          if (match) done(() => resolve(match));
-        };
-        const done = (settle: () => void): void => {
-          clearTimeout(timer);
-          listeners.delete(check);
-          settle();
-        };
-        const timer = setTimeout(() => done(() => reject(new Error(`no ${pattern} within ${ms} ms\nstdout: ${stdout}\nstderr: ${stderr}`))), ms);
-        void exited.then((code) => done(() => reject(new Error(`strata exited (${code}) before printing ${pattern}\nstdout: ${stdout}\nstderr: ${stderr}`))));
-        listeners.add(check);
-        check();
-      }),
-  };
-}
-
-function runOnce(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const strata = startStrata(args);
-  return strata.exited.then((code) => ({ code, ...strata.output() }));
-}
-
-/**
- * A serving `strata run` for the test, stopped (SIGTERM, then SIGKILL) after it whatever happened.
- * Called before temporaryStore: Node 20 runs after-hooks in registration order, and the process must
- * be gone before its store is unmounted and removed.
- */
-function serveAfterHook(t: TestContext): { set(strata: Strata): void } {
-  let current: Strata | undefined;
-  t.after(async () => {
-    if (!current || current.child.exitCode !== null || current.child.signalCode !== null) return;
-    current.child.kill('SIGTERM');
-    const timer = setTimeout(() => current?.child.kill('SIGKILL'), 60_000);
-    await current.exited;
-    clearTimeout(timer);
-  });
-  return { set: (strata) => (current = strata) };
-}
 
 async function get(url: string): Promise<{ status: number; body: string }> {
   const answer = await fetch(url);
@@ -106,10 +40,10 @@ function readLine(port: number): Promise<string> {
 }
 
 /** Stops the serving run with `strata stop` and checks that it exits 0 and leaves nothing behind. */
-async function stopAndCheckClean(store: string, serving: Strata): Promise<void> {
-  const stop = await runOnce(['stop', '--store', store]);
+async function stopAndCheckClean(store: string, serving: StrataProcess): Promise<void> {
+  const stop = await runStrata(['stop', '--store', store]);
   assert.equal(stop.code, 0, stop.stderr);
-  assert.equal(await serving.exited, 0, serving.output().stderr);
+  assert.equal(await serving.exited, 0, serving.stderr());
   assert.ok(!existsSync(join(store, 'expose.pid')), 'the pid file is removed');
   // The engine's machines are named after the store (compose.ts): their state root goes once they are all destroyed.
   const storeTag = createHash('sha256').update(store).digest('hex').slice(0, 8);
@@ -121,7 +55,7 @@ async function stopAndCheckClean(store: string, serving: Strata): Promise<void> 
   } finally {
     await snapshots.close();
   }
-  const again = await runOnce(['stop', '--store', store]);
+  const again = await runStrata(['stop', '--store', store]);
   assert.notEqual(again.code, 0, 'nothing to stop any more');
   assert.match(again.stderr, /nothing is being served/);
 }
@@ -147,33 +81,32 @@ test('routeRequest: longest whole-segment prefix wins; rewrite replaces the pref
 
 test('EXPOSE WEBSITE: `strata run` serves the final state at a printed URL until `strata stop`', { timeout: 600_000 }, async (t) => {
   if (!requireRoot(t)) return;
-  const serving = serveAfterHook(t);
+  const serving = stopAfterTest(t);
   const store = await temporaryStore(t, 'strata-expose-');
   const repo = createGitRepo(t, {
     'server.pl': PERL_HTTP_SERVER,
     // The server only listens 3 s after its (re-)launch: the preview is printed once it answers.
     Layerfile: 'FROM vm/debian:12\nCOPY server.pl /app/\nRUN BACKGROUND sleep 3 && exec perl /app/server.pl 8000 one\nEXPOSE WEBSITE localhost:8000\n',
   });
-  const strata = startStrata(['run', '--plain', '--store', store, repo.dir]);
-  serving.set(strata);
+  const strata = serving.track(startStrata(['run', '--plain', '--store', store, repo.dir]));
   const [, url, runner] = await strata.waitFor(/^preview: (http:\/\/127\.0\.0\.1:\d+\/) -> (\S+) localhost:8000$/m, 480_000);
   assert.equal(runner, 'main-layerfile');
   // The server was started by the run, then re-launched in the exposed machine: it answers there.
   assert.deepEqual(await get(`${url}hello/world?q=1`), { status: 200, body: 'one /hello/world?q=1\n' });
-  assert.match(strata.output().stderr, /serving until Ctrl-C or `strata stop`/);
-  assert.doesNotMatch(strata.output().stderr, /did not answer/);
+  assert.match(strata.stderr(), /serving until Ctrl-C or `strata stop`/);
+  assert.doesNotMatch(strata.stderr(), /did not answer/);
   assert.ok(existsSync(join(store, 'expose.pid')));
   await stopAndCheckClean(store, strata);
 
   // --no-expose: the same (now cached) run ends at once, serving nothing.
-  const plain = await runOnce(['run', '--plain', '--no-expose', '--store', store, repo.dir]);
+  const plain = await runStrata(['run', '--plain', '--no-expose', '--store', store, repo.dir]);
   assert.equal(plain.code, 0, plain.stderr);
   assert.doesNotMatch(plain.stdout, /preview:/);
 });
 
 test('two EXPOSE WEBSITE lines route by prefix (with rewrite) and EXPOSE TCP forwards a raw port', { timeout: 600_000 }, async (t) => {
   if (!requireRoot(t)) return;
-  const serving = serveAfterHook(t);
+  const serving = stopAfterTest(t);
   const store = await temporaryStore(t, 'strata-expose-');
   const repo = createGitRepo(t, {
     'server.pl': PERL_HTTP_SERVER,
@@ -190,10 +123,9 @@ test('two EXPOSE WEBSITE lines route by prefix (with rewrite) and EXPOSE TCP for
       '',
     ].join('\n'),
   });
-  const strata = startStrata(['run', '--plain', '--store', store, repo.dir]);
-  serving.set(strata);
+  const strata = serving.track(startStrata(['run', '--plain', '--store', store, repo.dir]));
   const [, tcpPort] = await strata.waitFor(/^tcp: 127\.0\.0\.1:(\d+) -> main-layerfile :7000$/m, 480_000);
-  const { stdout } = strata.output();
+  const stdout = strata.stdout();
   const api = /^preview: (http:\/\/127\.0\.0\.1:(\d+)\/api\/) -> main-layerfile localhost:8000 \/$/m.exec(stdout);
   const web = /^preview: (http:\/\/127\.0\.0\.1:(\d+)\/) -> main-layerfile localhost:9000$/m.exec(stdout);
   assert.ok(api && web, stdout);

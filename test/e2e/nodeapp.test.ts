@@ -5,64 +5,19 @@
 // npm ci reruns only when package.json changes (with npm's downloads kept by CACHE). In every run, each test file must have
 // run exactly once across the copies (a rerun copy's share plus the cached shares of the others). Plus a
 // Node trap (a package.json appearing next to the sources, which node probed for) and a revert.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createGitRepo } from '../helpers/engine.js';
+import { jsonEvents, stopAfterTest, type JsonEvent } from '../helpers/cli.js';
 import { requireRoot } from '../helpers/env.js';
 import { temporaryStore } from '../helpers/store.js';
 
-const entry = fileURLToPath(new URL('../cli/strata.ts', import.meta.url));
 const example = fileURLToPath(new URL('../../examples/node-app', import.meta.url));
 const ROOT = 'main-layerfile';
 const COPIES = [ROOT, `${ROOT}-2`, `${ROOT}-3`];
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI to its end; a process still running when the test ends is killed (see killAfter). */
-function startStrata(track: (child: ChildProcess) => void, args: string[]): Promise<Result> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  track(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
-
-/** SIGTERM (then SIGKILL) for CLI processes still running after the test. Register before temporaryStore. */
-function killAfter(t: TestContext): (child: ChildProcess) => void {
-  const children: ChildProcess[] = [];
-  t.after(async () => {
-    for (const child of children) {
-      if (child.exitCode !== null || child.signalCode !== null) continue;
-      const closed = new Promise((resolve) => child.on('close', resolve));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-      await closed;
-      clearTimeout(timer);
-    }
-  });
-  return (child) => void children.push(child);
-}
-
-interface JsonEvent {
-  type: string;
-  runner?: string;
-  step?: number;
-  status?: string;
-  durationMs?: number;
-  data?: string;
-  explanation?: { message?: string };
-  runners?: Array<{ runner: string; steps: Array<{ index: number; line: number; text: string }> }>;
-}
 
 /** `runner#step` of the steps that ran (done or failed) in a `--json` run, sorted. */
 function ranSteps(events: JsonEvent[]): string[] {
@@ -102,7 +57,7 @@ function filesRun(output: string, titles: Map<string, string>): string[] {
 
 test('a Node.js project: npm ci and apt stay cached, SPLIT copies rerun only for what their tests read, every test file runs exactly once', { timeout: 420_000 }, async (t) => {
   if (!requireRoot(t)) return;
-  const track = killAfter(t);
+  const strata = stopAfterTest(t);
   const store = await temporaryStore(t, 'strata-nodeapp-');
   const repo = createGitRepo(t, {});
   cpSync(example, repo.dir, { recursive: true, filter: (source) => !source.includes('node_modules') });
@@ -121,9 +76,9 @@ test('a Node.js project: npm ci and apt stay cached, SPLIT copies rerun only for
 
   const run = async (label: string): Promise<{ events: JsonEvent[]; ran: string[] }> => {
     const started = Date.now();
-    const result = await startStrata(track, ['run', '--json', '--no-expose', '--store', store, '--commit', 'HEAD', repo.dir]);
+    const result = await strata.run(['run', '--json', '--no-expose', '--store', store, '--commit', 'HEAD', repo.dir]);
     t.diagnostic(`${label}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    const events = result.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as JsonEvent);
+    const events = jsonEvents(result.stdout);
     assert.equal(result.code, 0, `${result.stderr}\n${result.stdout.slice(-4000)}`);
     // Copy 0, the one that runs npm ci, always has the persistent npm cache. (The other copies find it
     // held by copy 0 and get an empty one, with a note naming "another run": a known issue, see
@@ -216,7 +171,7 @@ test('a Node.js project: npm ci and apt stay cached, SPLIT copies rerun only for
   assert.deepEqual(scripts.ran, [...fromNpm, ...splitAndTest(COPIES[1] as string), ...splitAndTest(COPIES[2] as string)].sort());
   assert.ok(!scripts.ran.includes(`${ROOT}#${steps.apt}`), 'apt stays cached');
   checkShares(scripts.events, 'package.json edit');
-  const why = await startStrata(track, ['why', '--store', store, repo.dir]);
+  const why = await strata.run(['why', '--store', store, repo.dir]);
   assert.equal(why.code, 0, why.stderr);
   assert.match(why.stdout, new RegExp(`${steps.npm + 1}\\. line \\d+: RUN npm ci .* — ran .*\\n\\s+because package\\.json content changed`), why.stdout);
 
@@ -257,7 +212,7 @@ test('a Node.js project: npm ci and apt stay cached, SPLIT copies rerun only for
   assert.notEqual(broken, moneyTest);
   const failingLine = broken.split('\n').findIndex((l) => l.includes("'12.5 EUR'")) + 1;
   repo.commit('break money', { 'tests/money.test.js': broken });
-  const failing = await startStrata(track, ['run', '--plain', '--no-expose', '--store', store, '--commit', 'HEAD', repo.dir]);
+  const failing = await strata.run(['run', '--plain', '--no-expose', '--store', store, '--commit', 'HEAD', repo.dir]);
   assert.equal(failing.code, 1, failing.stderr);
   const testLine = view.steps[steps.test]?.line ?? 0;
   const prefix = `[${moneyCopy}:${steps.test + 1}] `; // plain output prefixes a step's lines with runner:step number

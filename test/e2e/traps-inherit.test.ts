@@ -5,15 +5,13 @@
 // the new sources were seen, and (b) where sensible, that an unrelated change reruns nothing.
 // A `BUILD ENV JOB_ID` line before a last "probe" step makes that step run in every run (JOB_ID differs
 // each time), in whatever state the run restored: it shows the machine's state, cached steps included.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Secrets } from '../../src/engine/secrets.js';
 import type { RunOptions } from '../../src/engine/runRepository.js';
 import { requireRoot } from '../helpers/env.js';
+import { createRemote } from '../helpers/remote.js';
 import { createGitRepo, createTestEngine, stepId as at, stepIds as steps, type TestEngine, type TestRepo as Repo, type TestRun as Run } from '../helpers/engine.js';
 
 const TIMEOUT = 300_000;
@@ -312,37 +310,6 @@ test('trap: a child\'s BUILD ENV of a variable its parent set from GIT_BRANCH', 
   const other = await runOk(engine, repo, 'run on other, same tree');
   assert.equal(printed(other, 3, 'child'), 'other\n', 'the state holds the value of this branch');
 });
-
-/** A bare repository to CLONE from; `commit(branch, files)` pushes a commit to that branch, `drop` deletes one on the remote. */
-function createRemote(t: TestContext, headBranch: string) {
-  const bare = mkdtempSync(join(tmpdir(), 'strata-e2e-remote-'));
-  const work = mkdtempSync(join(tmpdir(), 'strata-e2e-remote-work-'));
-  t.after(() => {
-    rmSync(bare, { recursive: true, force: true });
-    rmSync(work, { recursive: true, force: true });
-  });
-  const git = (cwd: string, ...args: string[]) => execFileSync('git', args, { cwd, encoding: 'utf8' }).trim();
-  git(bare, 'init', '-q', '--bare', '-b', headBranch);
-  git(work, 'init', '-q', '-b', headBranch);
-  git(work, 'config', 'user.email', 'remote@example.com');
-  git(work, 'config', 'user.name', 'remote');
-  git(work, 'remote', 'add', 'origin', bare);
-  return {
-    url: `file://${bare}`,
-    commit(branch: string, files: Record<string, string>): void {
-      // An existing branch continues; a new one starts from the current commit.
-      const exists = git(work, 'branch', '--list', branch) !== '';
-      git(work, 'checkout', '-q', ...(exists ? [branch] : ['-b', branch]));
-      for (const [name, content] of Object.entries(files)) writeFileSync(join(work, name), content);
-      git(work, 'add', '-A');
-      git(work, 'commit', '-q', '--allow-empty', '-m', `on ${branch}`);
-      git(work, 'push', '-q', 'origin', `${branch}:${branch}`);
-    },
-    drop(branch: string): void {
-      git(work, 'push', '-q', 'origin', `:${branch}`);
-    },
-  };
-}
 
 test('trap: CLONE follows the main repository\'s branch, and falls back when the same-named remote branch is deleted', { timeout: TIMEOUT }, async (t) => {
   if (!requireRoot(t)) return;
