@@ -13,6 +13,7 @@ import type { Engine } from '../src/cli/compose.js';
 import type { EngineDeps, EngineMachine } from '../src/engine/ports.js';
 import type { Reporter } from '../src/engine/reporter.js';
 import { runRepository, type RunResult } from '../src/engine/runRepository.js';
+import { postgresMigrate, POSTGRES_BACKGROUND, POSTGRES_INSTALL } from '../test/helpers/postgres.js';
 import type { BenchRow } from './types.js';
 import { benchRepo, formatShort, median, withEngine } from './util.js';
 
@@ -88,15 +89,13 @@ function instrumented(deps: EngineDeps, timeline: Timeline, reporter: Reporter):
   };
 }
 
-const PG_BIN = '/usr/lib/postgresql/15/bin';
 /** Steps: #0 install, #1 Postgres in the background, #2 COPY, #3 migrate, #4 COPY later.txt, #5 the query. */
 const POSTGRES_LAYERFILE = [
   'FROM vm/debian:12',
-  // No init scripts inside the machine: the package must not start a server of its own.
-  `RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && apt-get update -qq && apt-get install -y -qq postgresql >/dev/null`,
-  `RUN BACKGROUND mkdir -p /run/postgresql && chown postgres:postgres /run/postgresql && exec su postgres -c '${PG_BIN}/postgres -D /var/lib/postgresql/15/main -c config_file=/etc/postgresql/15/main/postgresql.conf'`,
+  POSTGRES_INSTALL,
+  POSTGRES_BACKGROUND,
   'COPY migrate.sql /root/db/migrate.sql',
-  'RUN until pg_isready -q -U postgres; do sleep 0.2; done && cd / && su postgres -c "psql -q -v ON_ERROR_STOP=1" < /root/db/migrate.sql && echo migrated',
+  postgresMigrate('/root/db/migrate.sql'),
   'COPY later.txt /root/app/later.txt',
   // Polls every 20 ms; each try starts a psql (a few ms), so "works" is seen within ~30 ms of being true.
   `RUN cd / && until runuser -u postgres -- psql -qtA -c 'select count(*) from greetings' >/dev/null 2>&1; do sleep 0.02; done; echo query-ok; cat /root/app/later.txt`,

@@ -8,6 +8,7 @@ import { openDatabase } from '../../src/store/database.js';
 import type { StepTrace } from '../../src/trace/types.js';
 import { requireRoot } from '../helpers/env.js';
 import { createGitRepo, createTestEngine, type TestEngine } from '../helpers/engine.js';
+import { postgresMigrate, POSTGRES_BACKGROUND, POSTGRES_INSTALL } from '../helpers/postgres.js';
 
 const ROOT = 'main-layerfile';
 type Run = Awaited<ReturnType<TestEngine['run']>>;
@@ -155,16 +156,14 @@ test('a child Layerfile starts with its parent\'s background processes running a
 test('Postgres started by RUN BACKGROUND in a base Layerfile serves its migrated data to a child, across restores', { timeout: 900_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const engine = await createTestEngine(t);
-  const bin = '/usr/lib/postgresql/15/bin';
   const repo = createGitRepo(t, {
     'base/Layerfile': [
       'FROM vm/debian:12',
       'LABEL display_name=base',
-      // No init scripts inside the machine: the package must not start a server of its own.
-      `RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && apt-get update -qq && apt-get install -y -qq postgresql >/dev/null`,
-      `RUN BACKGROUND mkdir -p /run/postgresql && chown postgres:postgres /run/postgresql && exec su postgres -c '${bin}/postgres -D /var/lib/postgresql/15/main -c config_file=/etc/postgresql/15/main/postgresql.conf'`,
+      POSTGRES_INSTALL,
+      POSTGRES_BACKGROUND,
       'COPY migrate.sql /root/db/migrate.sql',
-      'RUN until pg_isready -q -U postgres; do sleep 0.2; done && cd / && su postgres -c "psql -q -v ON_ERROR_STOP=1" < /root/db/migrate.sql && echo migrated',
+      postgresMigrate('/root/db/migrate.sql'),
       '',
     ].join('\n'),
     'base/migrate.sql': "CREATE TABLE greetings (text text);\nINSERT INTO greetings VALUES ('migrated row');\n",
