@@ -1,15 +1,9 @@
 // The job service: the seam between the HTTP routes and the durable queue + worker behind it.
-import type { DurationPoint, JobDetail, JobEvent, JobOptions, JobStatus, JobSummary, JobTrigger } from '../api/types.js';
+import type { DurationPoint, JobDetail, JobEvent, JobOptions, JobStatus, JobSummary } from '../api/types.js';
 import type { FastifyBaseLogger } from 'fastify';
 
-export interface NewJob {
-  repo: string;
-  branch: string;
-  /** A full commit id (triggers resolve branches before enqueueing). */
-  commit: string;
-  title: string;
-  author: string;
-  trigger: JobTrigger;
+/** What a trigger enqueues: a job's identity as JobSummary shows it (`commit` a full id: triggers resolve branches first). */
+export interface NewJob extends Pick<JobSummary, 'repo' | 'branch' | 'commit' | 'title' | 'author' | 'trigger'> {
   options?: Partial<JobOptions>;
 }
 
