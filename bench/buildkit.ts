@@ -13,7 +13,6 @@
 // base. STRATA_BENCH_BUILDKIT_SEED=0 leaves the seed scenario out.
 // Needs root, btrfs-progs, runc, the FUSE tracer, and Debian's docker.io (installed with apt-get when
 // dockerd is missing). The Docker daemon is private to the run (bench/docker/daemon.ts).
-import { execFileSync } from 'node:child_process';
 import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -27,40 +26,24 @@ import { ensureDockerInstalled, startDockerDaemon, type DockerDaemon } from './d
 import { layerfileToDockerfile } from './docker/translate.js';
 import { writeTsProjectSources } from './fixtures/ts-project/generate.js';
 import type { BenchRow } from './types.js';
+import { benchRepo, type BenchRepo } from './util.js';
 
 const baseImage = 'strata-bench/debian:12';
 const images = { 'vm/debian:12': baseImage };
 
-interface Repo {
-  dir: string;
-  commit(changes: Record<string, string>): void;
-}
-
 /**
- * A git repository with one commit of `files` (and of what `prepare` writes into the directory);
- * `.dockerignore` keeps `.git` out of Docker's context.
+ * A git repository (benchRepo) whose last commit holds `files` and what `prepare` writes into the
+ * directory; `.dockerignore` keeps `.git` out of Docker's context.
  */
-async function gitRepo(files: Record<string, string>, prepare?: (dir: string) => Promise<void>): Promise<Repo> {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-bench-bk-repo-'));
-  const git = (...args: string[]) => execFileSync('git', args, { cwd: dir, encoding: 'utf8' });
-  git('init', '-q', '-b', 'main');
-  git('config', 'user.email', 'bench@example.com');
-  git('config', 'user.name', 'bench');
+async function gitRepo(files: Record<string, string>, prepare?: (dir: string) => Promise<void>): Promise<BenchRepo> {
+  const repo = benchRepo({});
   // Strata copies the commit's tree (no .git); Docker's context must hold the same files. The ignore
   // file is itself ignored by git, so strata never sees it.
-  writeFileSync(join(dir, '.dockerignore'), '.git\n.dockerignore\n');
-  appendFileSync(join(dir, '.git', 'info', 'exclude'), '.dockerignore\n');
-  const commit = (changes: Record<string, string>) => {
-    for (const [path, content] of Object.entries(changes)) {
-      mkdirSync(join(dir, path, '..'), { recursive: true });
-      writeFileSync(join(dir, path), content);
-    }
-    git('add', '-A');
-    git('commit', '-q', '--allow-empty', '-m', 'bench');
-  };
-  await prepare?.(dir);
-  commit(files);
-  return { dir, commit };
+  writeFileSync(join(repo.dir, '.dockerignore'), '.git\n.dockerignore\n');
+  appendFileSync(join(repo.dir, '.git', 'info', 'exclude'), '.dockerignore\n');
+  await prepare?.(repo.dir);
+  repo.commit(files);
+  return repo;
 }
 
 interface Edit {
@@ -90,7 +73,7 @@ function singleBuild(scenario: string): DockerPlan {
 }
 
 /** Builds one level's Layerfile; returns its wall time and the steps it ran (FROM excluded). */
-async function dockerBuild(scenario: string, edit: string, repo: Repo, build: DockerBuild, plan: DockerPlan, side: Side, buildArgs: string[]): Promise<{ ms: number; ran: number }> {
+async function dockerBuild(scenario: string, edit: string, repo: BenchRepo, build: DockerBuild, plan: DockerPlan, side: Side, buildArgs: string[]): Promise<{ ms: number; ran: number }> {
   // Every earlier build's tag, for `FROM ../base`.
   const layerfileImages = Object.fromEntries(plan.flat().map((b) => [b.layerfile, b.tag]));
   const dockerfile = join(side.workDir, `${scenario}.${build.layerfile.replace(/\//g, '_')}.Dockerfile`);
@@ -112,7 +95,7 @@ async function dockerBuild(scenario: string, edit: string, repo: Repo, build: Do
  * strata then by BuildKit (`plan`: every Layerfile of the repo), and returns two rows per edit named
  * `<scenario> <edit>: strata|buildkit`.
  */
-async function runScenario(scenario: string, repo: Repo, edits: Edit[], side: Side, buildArgs: string[], plan: DockerPlan = singleBuild(scenario)): Promise<BenchRow[]> {
+async function runScenario(scenario: string, repo: BenchRepo, edits: Edit[], side: Side, buildArgs: string[], plan: DockerPlan = singleBuild(scenario)): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   for (const edit of edits) {
     if (Object.keys(edit.changes).length > 0) repo.commit(edit.changes);
@@ -139,7 +122,7 @@ async function runScenario(scenario: string, repo: Repo, edits: Edit[], side: Si
   return rows;
 }
 
-async function seedScenario(sleep: number): Promise<{ repo: Repo; edits: Edit[] }> {
+async function seedScenario(sleep: number): Promise<{ repo: BenchRepo; edits: Edit[] }> {
   const layerfile = (extra: string) => `FROM vm/debian:12\nCOPY . .\nRUN sleep ${sleep} && cat file1\nRUN sleep ${sleep} && cat file2${extra}\n`;
   const repo = await gitRepo({ Layerfile: layerfile(''), file1: '1\n', file2: '2\n', other: 'x\n' });
   return {
@@ -162,7 +145,7 @@ async function seedScenario(sleep: number): Promise<{ repo: Repo; edits: Edit[] 
  * (strata runs the three children as its parallelism allows). The edits touch one package at a time,
  * then the shared base.
  */
-function monorepoScenario(sleep: number): { repo: Promise<Repo>; edits: Edit[]; plan: DockerPlan } {
+function monorepoScenario(sleep: number): { repo: Promise<BenchRepo>; edits: Edit[]; plan: DockerPlan } {
   const packages = ['api', 'web', 'worker'];
   const files: Record<string, string> = {
     'base/Layerfile': `FROM vm/debian:12\nENV APP_HOME=/srv/app\nCOPY /shared /srv/shared\nRUN sleep ${sleep} && mkdir -p /srv/app && cat /srv/shared/lib.txt > /srv/app/lib.out\n`,
@@ -235,7 +218,7 @@ test('collect gathers values or errors', () => {
  * install deps / build / test. Docker builds need the registry: `--network host` (strata's machines
  * have outbound network).
  */
-async function tsScenario(): Promise<{ repo: Repo; edits: Edit[] }> {
+async function tsScenario(): Promise<{ repo: BenchRepo; edits: Edit[] }> {
   const layerfile = [
     'FROM vm/debian:12',
     'COPY toolchain /opt/node',
@@ -296,19 +279,19 @@ export async function benchBuildkit(): Promise<BenchRow[]> {
 
     if (process.env.STRATA_BENCH_BUILDKIT_SEED !== '0') {
       const seed = await seedScenario(sleep);
-      cleanups.push(() => rmSync(seed.repo.dir, { recursive: true, force: true }));
+      cleanups.push(() => seed.repo.remove());
       rows.push(...(await runScenario('seed', seed.repo, seed.edits, side, ['--network', 'none'])));
     }
 
     if (process.env.STRATA_BENCH_BUILDKIT_TS !== '0') {
       const ts = await tsScenario();
-      cleanups.push(() => rmSync(ts.repo.dir, { recursive: true, force: true }));
+      cleanups.push(() => ts.repo.remove());
       rows.push(...(await runScenario('ts', ts.repo, ts.edits, side, ['--network', 'host'])));
     }
 
     const monorepo = monorepoScenario(monorepoSleep);
     const monorepoRepo = await monorepo.repo;
-    cleanups.push(() => rmSync(monorepoRepo.dir, { recursive: true, force: true }));
+    cleanups.push(() => monorepoRepo.remove());
     rows.push(...(await runScenario('monorepo', monorepoRepo, monorepo.edits, side, ['--network', 'none'], monorepo.plan)));
     finished = true;
     return rows;
