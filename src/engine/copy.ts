@@ -5,11 +5,11 @@
 // lands at dest, or at dest/<name> when dest ends in `/`, is an existing directory, or there are
 // several sources.
 import { execFile } from 'node:child_process';
-import { lstat, mkdir, readdir, rm, symlink, writeFile, chmod } from 'node:fs/promises';
+import { lstat, readdir, rm, symlink, writeFile, chmod } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { StrataError } from '../errors.js';
 import { exportTree, listTreeDirectory, pathState, type SourcePathState, type TreeId } from '../source/git.js';
-import { ensureMachineDir, resolveInRoot } from './rootfs.js';
+import { ensureMachineDir, makeHostDirs, resolveInRoot } from './rootfs.js';
 import type { CopyRecord, ReapplyEntry } from '../plan/types.js';
 
 /** Repo-relative path of a COPY source written in the Layerfile at `layerfilePath`. */
@@ -74,7 +74,7 @@ function gitBlob(repoDir: string, tree: TreeId, path: string): Promise<Buffer> {
 
 /** Writes one non-directory source path (file or symlink) at host path `host`, replacing what is there. */
 async function writeEntry(repoDir: string, tree: TreeId, path: string, state: SourcePathState, host: string): Promise<void> {
-  await makeDirs(dirname(host));
+  await makeHostDirs(dirname(host));
   await rm(host, { recursive: true, force: true });
   const content = await gitBlob(repoDir, tree, path);
   if (state.type === 'symlink') {
@@ -83,29 +83,6 @@ async function writeEntry(repoDir: string, tree: TreeId, path: string, state: So
     await writeFile(host, content, { mode: state.mode });
     await chmod(host, state.mode);
   }
-}
-
-/**
- * `mkdir -p` of a host path, the directories it creates at 0755 as `git archive` + tar create a copied
- * tree's directories: never the umask of strata's process, or a machine's state (and whether a
- * non-root USER may read a copy) would depend on the host, and a restore could differ from a fresh run.
- */
-async function makeDirs(host: string): Promise<void> {
-  const created = await mkdir(host, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
-    if (cause.code === 'EEXIST' || cause.code === 'ENOTDIR') return undefined; // the caller reports it
-    throw cause;
-  });
-  if (created === undefined) return;
-  for (let dir = host; ; dir = dirname(dir)) {
-    await chmod(dir, 0o755);
-    if (dir === created || dir === dirname(dir)) break;
-  }
-}
-
-/** ensureMachineDir, with the directories it creates at 0755 (see makeDirs). */
-async function ensureCopyDir(rootfs: string, machinePath: string): Promise<string> {
-  await makeDirs(await resolveInRoot(rootfs, machinePath));
-  return ensureMachineDir(rootfs, machinePath);
 }
 
 export interface CopyRequest {
@@ -133,7 +110,7 @@ export async function copyIntoMachine(request: CopyRequest): Promise<CopyRecord[
       });
     }
     if (state.type === 'dir') {
-      const host = await ensureCopyDir(rootfs, dest.path);
+      const host = await ensureMachineDir(rootfs, dest.path);
       const before = await machineBeforeCopy(repoDir, tree, source, host);
       await exportTree(repoDir, tree, source, host);
       records.push(landedAt({ source, dest: machinePathOf(rootfs, host), ...before }, dest.path));
@@ -142,7 +119,7 @@ export async function copyIntoMachine(request: CopyRequest): Promise<CopyRecord[
     let target = dest.path;
     const intoDir = dest.isDir || request.sources.length > 1 || (await isMachineDir(rootfs, dest.path));
     if (intoDir) target = posix.join(dest.path, posix.basename(source));
-    await ensureCopyDir(rootfs, posix.dirname(target));
+    await ensureMachineDir(rootfs, posix.dirname(target));
     const host = await resolveInRoot(rootfs, target, { followLast: false });
     await writeEntry(repoDir, tree, source, state, host);
     records.push(landedAt({ source, dest: machinePathOf(rootfs, host) }, target));
@@ -224,9 +201,9 @@ export async function reapplyChanges(repoDir: string, tree: TreeId, rootfs: stri
       } catch {
         // absent: created below
       }
-      await ensureCopyDir(rootfs, entry.dest);
+      await ensureMachineDir(rootfs, entry.dest);
     } else {
-      await ensureCopyDir(rootfs, posix.dirname(entry.dest));
+      await ensureMachineDir(rootfs, posix.dirname(entry.dest));
       await writeEntry(repoDir, tree, entry.source, after, await resolveInRoot(rootfs, entry.dest, { followLast: false }));
     }
   }

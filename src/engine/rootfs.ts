@@ -2,8 +2,8 @@
 // its symlinks are the machine's: `/root/app -> /etc` inside the machine must mean the machine's /etc,
 // never the host's. Every host path the engine writes to is resolved here, like chroot would, and the
 // caller keeps the machine frozen while it writes so nothing inside can swap a component meanwhile.
-import { lstat, mkdir, readlink } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { chmod, lstat, mkdir, readlink } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
 import { StrataError } from '../errors.js';
 
 const MAX_SYMLINKS = 40;
@@ -49,14 +49,28 @@ export async function resolveInRoot(rootfs: string, machinePath: string, options
   return join(rootfs, ...resolved);
 }
 
-/** `mkdir -p` of a machine directory, resolved inside the machine's root. Returns its host path. */
+/**
+ * `mkdir -p` of a host path inside a machine's root, the directories it creates at 0755 as `git archive`
+ * + tar create a copied tree's directories: never the umask of strata's process, or a machine's state
+ * (and whether a non-root USER may read a copy) would depend on the host, and a restore could differ
+ * from a fresh run. A non-directory in the way is left for the caller to report.
+ */
+export async function makeHostDirs(host: string): Promise<void> {
+  const created = await mkdir(host, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
+    if (cause.code === 'EEXIST' || cause.code === 'ENOTDIR') return undefined;
+    throw cause;
+  });
+  if (created === undefined) return;
+  for (let dir = host; ; dir = dirname(dir)) {
+    await chmod(dir, 0o755);
+    if (dir === created || dir === dirname(dir)) break;
+  }
+}
+
+/** `mkdir -p` of a machine directory, resolved inside the machine's root (see makeHostDirs). Returns its host path. */
 export async function ensureMachineDir(rootfs: string, machinePath: string): Promise<string> {
   const host = await resolveInRoot(rootfs, machinePath);
-  try {
-    await mkdir(host, { recursive: true });
-    if ((await lstat(host)).isDirectory()) return host;
-  } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code !== 'EEXIST' && (cause as NodeJS.ErrnoException).code !== 'ENOTDIR') throw cause;
-  }
+  await makeHostDirs(host);
+  if (await lstat(host).then((stats) => stats.isDirectory(), () => false)) return host;
   throw new StrataError('STRATA_ENGINE', `${machinePath} exists in the machine and is not a directory`);
 }

@@ -204,7 +204,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     split,
     copyIndex,
     copyTimings: copy?.timings,
-    timingsStored: (digest) => deps.cacheIndex.splitTimings.content(digest) !== undefined,
+    timingsStored: (digest) => deps.cacheIndex.splitTimings.has(digest),
     fromCheckpoint: ctx.fromCheckpoint,
   });
   const { plan: restorePlan, sourceChain, firstToRun, restoredThrough, carriedThrough, splitStep, explainStep } = decision;

@@ -10,6 +10,7 @@ import { chmod, mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseTimingsReport, type TimingEntry } from '../store/splitTimings.js';
+import { isProcessAlive } from '../util/process.js';
 
 export const SPLIT_TIMINGS_PATH = '/run/strata/split-timings';
 export const TIMINGS_OUT_PATH = '/run/strata/report/timings';
@@ -29,12 +30,13 @@ export interface MachineRunDir {
 
 /**
  * Where the run dirs live: one folder per engine process (`<pid>-...`), so that the folders a killed
- * engine left behind are recognised (their process is gone) and removed by the next one.
+ * engine left behind are recognised (their process is gone) and removed when the next engine opens
+ * (src/cli/compose.ts).
  */
 export const RUN_DIRS = join(tmpdir(), 'strata-machine-dirs');
 
 export async function createMachineRunDir(): Promise<MachineRunDir> {
-  await reapMachineRunDirs();
+  await mkdir(RUN_DIRS, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(join(RUN_DIRS, `${process.pid}-`));
   const timings = join(dir, 'split-timings');
   const report = join(dir, 'report');
@@ -89,16 +91,7 @@ export async function reapMachineRunDirs(): Promise<void> {
   await mkdir(RUN_DIRS, { recursive: true, mode: 0o700 });
   for (const name of await readdir(RUN_DIRS).catch(() => [])) {
     const pid = Number(name.split('-')[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processExists(pid)) continue;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isProcessAlive(pid)) continue;
     await rm(join(RUN_DIRS, name), { recursive: true, force: true }).catch(() => {});
-  }
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -23,6 +23,8 @@ export interface SplitTimings {
   freeze(repo: string, layerfile: string, now: number): string | null;
   /** A frozen set as `path seconds` lines, or undefined when it is gone. */
   content(digest: string): string | undefined;
+  /** Whether a frozen set is still stored (without reading it). */
+  has(digest: string): boolean;
   /**
    * Removes frozen sets no chain step names any more, once older than `minAgeMs` (a set frozen for a
    * SPLIT step that has not been recorded yet must survive); returns how many went.
@@ -32,8 +34,8 @@ export interface SplitTimings {
 
 /** Timings not reported again for this long are forgotten (renamed or deleted tests). */
 const FORGET_AFTER_MS = 90 * 24 * 3600 * 1000;
-/** At most this many paths per Layerfile are kept and frozen: a report is a hint, not a dump. */
-export const MAX_TIMING_PATHS = 100_000;
+/** At most this many paths per Layerfile are kept and frozen (a report's newest): a report is a hint, not a dump. */
+const MAX_TIMING_PATHS = 100_000;
 
 /**
  * Parses a timings report: one `path seconds` line per file (the path may contain spaces; the last
@@ -48,7 +50,6 @@ export function parseTimingsReport(text: string): TimingEntry[] {
     const seconds = Number(match[2]);
     if (path === '' || path.includes('\0') || !Number.isFinite(seconds) || seconds > 7 * 24 * 3600) continue;
     entries.push({ path, seconds });
-    if (entries.length >= MAX_TIMING_PATHS) break;
   }
   return entries;
 }
@@ -70,6 +71,7 @@ export function createSplitTimings(db: Db): SplitTimings {
     INSERT INTO split_timing_sets (digest, content, created_at) VALUES (?, ?, ?)
     ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at`);
   const selectSet = db.prepare<[string], { content: string }>('SELECT content FROM split_timing_sets WHERE digest = ?');
+  const setExists = db.prepare<[string], { found: number }>('SELECT 1 AS found FROM split_timing_sets WHERE digest = ?');
   const pruneSets = db.prepare<[number]>(`
     DELETE FROM split_timing_sets WHERE created_at < ?
       AND digest NOT IN (SELECT split_timings FROM chain_steps WHERE split_timings IS NOT NULL)`);
@@ -96,6 +98,9 @@ export function createSplitTimings(db: Db): SplitTimings {
     },
     content(digest) {
       return selectSet.get(digest)?.content;
+    },
+    has(digest) {
+      return setExists.get(digest) !== undefined;
     },
     pruneUnreferenced(now, minAgeMs) {
       return pruneSets.run(now - minAgeMs).changes;
