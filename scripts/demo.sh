@@ -4,6 +4,8 @@
 # Uses its own store (default /var/lib/strata-demo) so it never mixes with your runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/node.sh
+strata_use_node
 strata="node $(pwd)/bin/strata.js"
 store="${STRATA_DEMO_STORE:-/var/lib/strata-demo}"
 repo="$(mktemp -d /tmp/strata-demo-XXXXXX)"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything strata needs on a Debian 12 machine, idempotently: system packages, npm
-# dependencies, native helpers, the compiled CLI. Safe to run again; does only what is missing.
+# Installs everything strata needs on a Debian 12 machine, idempotently: system packages, the Node.js
+# runtime (when the host has none recent enough), npm dependencies, native helpers, the compiled CLI.
+# Safe to run again; does only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/node.sh
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "strata install: must run as root (it installs Debian packages and uses btrfs, namespaces and cgroups)." >&2
@@ -23,7 +25,7 @@ PACKAGES=(
   git build-essential ca-certificates
   sqlite3
   chromium         # the web UI's browser tests (driven by playwright-core)
-  python3 make g++ # node-gyp for native npm addons (node-pty)
+  python3 make g++ # node-gyp for native npm addons (node-pty, better-sqlite3)
   openssl curl     # webhook signatures and calls in tests
 )
 missing=()
@@ -36,12 +38,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm dependencies: reinstall only when the lockfile changed since the last install.
+# Node.js >= 24: the host's if recent enough, else the pinned one in /opt/strata/node (scripts/node.sh).
+strata_ensure_node
+echo "strata install: Node.js $(node --version) ($(command -v node))"
+
+# npm dependencies: reinstall when the lockfile or the runtime changed since the last install (native
+# addons are built for one Node ABI, against the headers of the runtime in use: node-gyp cannot download
+# them on a host that reaches only the package registries).
 stamp=node_modules/.strata-lock-sha
-want=$(sha256sum package-lock.json | cut -d' ' -f1)
+want="$(sha256sum package-lock.json | cut -d' ' -f1) node-$(node --version)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "strata install: npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  node_home="$(dirname "$(dirname "$(command -v node)")")"
+  npm_config_nodedir="$node_home" npm ci --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
 
@@ -51,6 +60,14 @@ if [ -f native/Makefile ]; then
 fi
 
 npm run -s build
+
+# `strata` on the PATH: this checkout's CLI on this runtime (replaces only a launcher of ours).
+launcher=/usr/local/bin/strata
+if [ ! -e "$launcher" ] || grep -q '^# strata launcher' "$launcher" 2>/dev/null; then
+  printf '#!/bin/sh\n# strata launcher, written by scripts/install.sh\nexec %s %s "$@"\n' "$(command -v node)" "$(pwd)/bin/strata.js" > "$launcher.tmp"
+  chmod 0755 "$launcher.tmp"
+  mv "$launcher.tmp" "$launcher"
+fi
 
 # The vm/debian:12 base image, built once per host from Debian's archive (~30 s) into the host cache,
 # so the first run and the tests do not each wait for it.
