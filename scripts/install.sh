@@ -69,6 +69,10 @@ if [ ! -e "$launcher" ] || grep -q '^# strata launcher' "$launcher" 2>/dev/null;
   mv "$launcher.tmp" "$launcher"
 fi
 
+# strata's lasting host set-up: the firewall rules that keep machines off the host's addresses and the
+# parent cgroups of machines (src/sandbox/runc/hostSetup.ts; the first machine after a reboot remakes them).
+node --input-type=module -e "await (await import('./dist/sandbox/runc/hostSetup.js')).prepareHost()"
+
 # The vm/debian:12 base image, built once per host from Debian's archive (~30 s) into the host cache,
 # so the first run and the tests do not each wait for it.
 node --input-type=module -e "

@@ -14,7 +14,7 @@ import { listeningTcpPorts } from '../sandbox/listening.js';
 import type { ExecOutcome, Sandbox } from '../sandbox/types.js';
 import type { SnapshotStore } from '../snapshot/types.js';
 import { openDatabase, type Db } from '../store/database.js';
-import { reapMachineRunDirs } from '../engine/splitTimings.js';
+import { reapMachineRunDirs, removeRunDirsIfEmpty } from '../engine/splitTimings.js';
 import { createCacheIndex } from '../store/cacheIndex.js';
 import { lockStore } from '../store/lock.js';
 import { createRunLog } from '../store/runs.js';
@@ -101,6 +101,7 @@ export async function openEngine(options: { store?: string | undefined; reporter
         await snapshots.close();
         // The sandbox's state dirs are empty once every machine is destroyed; leave nothing behind.
         for (const dir of [join(stateRoot, 'machines'), join(stateRoot, 'runc'), stateRoot]) await rmdir(dir).catch(() => {});
+        await removeRunDirsIfEmpty();
         await lock.release();
       },
     };

@@ -6,7 +6,7 @@
 //   /run/strata/report/timings writable: `path seconds` lines the steps report ($STRATA_TIMINGS_OUT),
 //                              stored when the runner ends
 import { constants } from 'node:fs';
-import { chmod, mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseTimingsReport, type TimingEntry } from '../store/splitTimings.js';
@@ -35,9 +35,20 @@ export interface MachineRunDir {
  */
 export const RUN_DIRS = join(tmpdir(), 'strata-machine-dirs');
 
+/** A new run dir of this process (the folder may vanish between mkdir and mkdtemp: another engine's close). */
+async function makeRunDir(): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    await mkdir(RUN_DIRS, { recursive: true, mode: 0o700 });
+    try {
+      return await mkdtemp(join(RUN_DIRS, `${process.pid}-`));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw error;
+    }
+  }
+}
+
 export async function createMachineRunDir(): Promise<MachineRunDir> {
-  await mkdir(RUN_DIRS, { recursive: true, mode: 0o700 });
-  const dir = await mkdtemp(join(RUN_DIRS, `${process.pid}-`));
+  const dir = await makeRunDir();
   const timings = join(dir, 'split-timings');
   const report = join(dir, 'report');
   try {
@@ -94,4 +105,9 @@ export async function reapMachineRunDirs(): Promise<void> {
     if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isProcessAlive(pid)) continue;
     await rm(join(RUN_DIRS, name), { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/** Removes the run dirs' folder when no engine uses it any more (an engine closing leaves no trace). */
+export async function removeRunDirsIfEmpty(): Promise<void> {
+  await rmdir(RUN_DIRS).catch(() => {});
 }
