@@ -114,7 +114,7 @@ export function buildGraph(layerfiles: readonly Layerfile[]): LayerfileGraph {
           new LayerfileGraphError(
             instruction.range,
             `${what} ${written}: no Layerfile at ${resolution.path}`,
-            suggestNear(resolution.path, known),
+            suggestNear(resolution.path, known, what === 'FROM' ? written : undefined),
           ),
         );
         return undefined;
@@ -325,8 +325,14 @@ function naturalRunnerId(layerfile: Layerfile): { id: string; explicit: boolean 
   return { id: dir.split('/').slice(-2).join('-'), explicit: false };
 }
 
+/** Names that, written bare after FROM (`FROM ubuntu`), are an old LayerCI / Docker image habit. */
+const IMAGE_HABITS = new Set(['ubuntu', 'debian', 'alpine', 'node', 'python', 'golang', 'ruby', 'centos', 'fedora']);
+
 /** A hint naming a Layerfile whose directory has the same last name, if there is one. */
-function suggestNear(missing: string, known: Set<string>): string | undefined {
+function suggestNear(missing: string, known: Set<string>, written?: string): string | undefined {
+  if (written !== undefined && IMAGE_HABITS.has(written)) {
+    return `for a base image write "FROM vm/${written === 'ubuntu' ? 'ubuntu:18.04' : `${written}:TAG`}" (a bare name is a directory with a Layerfile)`;
+  }
   const wantedDir = posix.basename(posix.dirname(missing));
   const near = [...known].filter((p) => posix.basename(posix.dirname(p)) === wantedDir).sort(compare);
   if (near.length > 0) return `did you mean ${near.join(' or ')}?`;

@@ -5,7 +5,7 @@ import { LayerfileError } from './errors.js';
 import { editDistance, maxSuggestionDistance, closest } from './suggest.js';
 import { errorAt, KEYWORDS, parseSyntax, type Keyword, type SyntaxNode } from './syntax.js';
 import type { ExposeWebsiteTarget, Instruction, InstructionKind, InstructionOf, Layerfile, SkipCondition, SkipOperator } from './types.js';
-import { quoteWord, splitWords, unquote, type SplitOptions, type Word } from './words.js';
+import { quoteWord, splitWords, trailingCommentStart, unquote, type SplitOptions, type Word } from './words.js';
 
 export interface ParseResult {
   layerfile: Layerfile;
@@ -17,8 +17,6 @@ export const MAX_SPLIT = 1000;
 /** Linux user names are at most 32 characters (useradd). */
 const MAX_USER_NAME = 32;
 
-const COMMENT_HINT = 'a "#" starts a comment only at the beginning of a line';
-
 /**
  * Parses a Layerfile. `file` is the repo-relative path used in error messages and source ranges.
  * Returns the instructions that parsed (even when there are errors) and every error, sorted by position.
@@ -28,8 +26,6 @@ export function parseLayerfile(text: string, file: string): ParseResult {
   const errors = [...tree.errors];
   const instructions: Instruction[] = [];
   let fromSeen = false;
-  let runSeen = false;
-  let memorySeen = false;
 
   tree.nodes.forEach((node, index) => {
     if (node.broken) return;
@@ -50,19 +46,10 @@ export function parseLayerfile(text: string, file: string): ParseResult {
         hint: 'put e.g. "FROM vm/debian:12" on the first line (comments and blank lines may come before it)',
       });
     }
-    if (keyword === 'RUN' || keyword === 'RUN BACKGROUND' || keyword === 'RUN REPEATABLE') runSeen = true;
+    // MEMORY may stand anywhere and more than once (layerfile-reference/memory.md: it reserves memory
+    // from that line on); the engine raises the machine's limit there.
     const instruction = DIRECTIVES[keyword](directive);
     if (instruction === undefined) return;
-    // Checked after the directive's own arguments, so a bad size is reported as such first.
-    if (keyword === 'MEMORY') {
-      if (memorySeen) return void directive.failAtKeyword('MEMORY may appear only once');
-      memorySeen = true;
-      if (runSeen) {
-        return void directive.failAtKeyword('MEMORY must come before the first RUN', {
-          hint: 'the memory limit applies to the whole machine; move this line up, under FROM',
-        });
-      }
-    }
     instructions.push(instruction);
   });
 
@@ -85,16 +72,24 @@ export function parseLayerfile(text: string, file: string): ParseResult {
 type Fields<K extends InstructionKind> = Omit<InstructionOf<K>, 'kind' | 'range' | 'canonical'>;
 type Extra = { hint?: string | undefined; suggestion?: string | undefined };
 
+/**
+ * Directives whose arguments are free text, where a `#` is kept: RUN's command line reaches the shell
+ * (which has its own comments), and a BUTTON message is shown as written (`BUTTON deploy #2?`).
+ */
+const FREE_TEXT: ReadonlySet<string> = new Set<Keyword>(['RUN', 'RUN BACKGROUND', 'RUN REPEATABLE', 'BUTTON']);
+
 /** One node being parsed: access to its arguments and error reporting pointed into its source. */
 class Directive {
+  /** The arguments without a trailing comment (`COPY . . # everything`), except in free-text directives. */
+  readonly args: string;
+
   constructor(
     readonly node: SyntaxNode,
     private readonly lines: readonly string[],
     private readonly errors: LayerfileError[],
-  ) {}
-
-  get args(): string {
-    return this.node.args;
+  ) {
+    const options = node.keyword === 'ENV' ? { backslashEscapes: true } : {};
+    this.args = FREE_TEXT.has(node.keyword) ? node.args : node.args.slice(0, trailingCommentStart(node.args, options)).replace(/[ \t]+$/, '');
   }
 
   /** Reports an error at an offset in the arguments; returns undefined so parsers can `return d.fail(...)`. */
@@ -135,8 +130,7 @@ class Directive {
     if (words.length < min) return this.missing(`${this.node.keyword} needs ${expected}`);
     const extra = words[max];
     if (extra !== undefined) {
-      const hint = words.slice(max).some((w) => w.raw.startsWith('#')) ? COMMENT_HINT : undefined;
-      return this.fail(extra.offset, this.args.length - extra.offset, `${this.node.keyword} takes ${expected}`, { hint });
+      return this.fail(extra.offset, this.args.length - extra.offset, `${this.node.keyword} takes ${expected}`);
     }
     for (const word of words) {
       if (word.value === '') return this.failAtWord(word, 'empty argument');
@@ -177,11 +171,18 @@ const DIRECTIVES: Record<Keyword, (d: Directive) => Instruction | undefined> = {
 
 const quoted = (words: Word[]): string => words.map((w) => quoteWord(w.value)).join(' ');
 
-// FROM vm/NAME:TAG (a base image) or a path to another Layerfile. A tag is required so a base never
-// drifts silently. `name:tag` without `vm/` is a Docker habit, reported rather than read as a path
-// (write `./name:tag` for a directory with a colon).
-const IMAGE = /^vm\/[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*:[A-Za-z0-9][A-Za-z0-9._-]*$/;
-const DOCKER_IMAGE = /^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*:[A-Za-z0-9][A-Za-z0-9._-]*$/;
+// FROM vm/NAME:TAG or webapp.io/NAME[:TAG] (a base image, kept as written; src/images/ maps names to
+// images) or a path to another Layerfile. A vm/ tag is required so a base never drifts silently; the
+// vendor's webapp.io/ images were published with and without one (`webapp.io/react`, `webapp.io/node:16`).
+// `name:tag` without `vm/` is old LayerCI / Docker habit, reported with the modern spelling rather
+// than read as a path (write `./name:tag` for a directory with a colon). Inheriting from another
+// repository (`github/owner/repo/path/Layerfile@sha`, an old hosted-product form) is refused.
+const NAME_PART = '[a-z0-9][a-z0-9._-]*';
+const TAG = '[A-Za-z0-9][A-Za-z0-9._-]*';
+const IMAGE = new RegExp(`^vm/${NAME_PART}(/${NAME_PART})*:${TAG}$`);
+const VENDOR_IMAGE = new RegExp(`^webapp\\.io/${NAME_PART}(/${NAME_PART})*(:${TAG})?$`);
+const DOCKER_IMAGE = new RegExp(`^${NAME_PART}(/${NAME_PART})*:${TAG}$`);
+const OTHER_REPOSITORY = /^(github|gitlab|bitbucket)(\.com)?\/[^/]+\/[^/]+/i;
 
 function parseFrom(d: Directive): Instruction | undefined {
   const words = d.wordsBetween(1, 1, 'exactly one base: vm/NAME:TAG or a path to another Layerfile');
@@ -198,10 +199,22 @@ function parseFrom(d: Directive): Instruction | undefined {
     }
     return d.make('from', quoteWord(value), { source: { type: 'image', name: value } });
   }
+  if (value.startsWith('webapp.io/')) {
+    if (!VENDOR_IMAGE.test(value)) {
+      return d.failAtWord(word, `invalid base image "${value}"`, { hint: 'a webapp.io image is webapp.io/NAME[:TAG] with a lower-case name, e.g. webapp.io/node:18' });
+    }
+    return d.make('from', quoteWord(value), { source: { type: 'image', name: value } });
+  }
+  if (OTHER_REPOSITORY.test(value) || /@[0-9a-f]{7,40}$/.test(value)) {
+    return d.failAtWord(word, `inheriting from another repository's Layerfile ("${value}") is not supported`, {
+      hint: 'copy that Layerfile into this repository and write e.g. "FROM /ci/base" (the path of its directory), or start FROM vm/ubuntu:18.04 and CLONE what you need',
+    });
+  }
   if (DOCKER_IMAGE.test(value)) {
-    return d.failAtWord(word, `"${value}" is neither a vm/ image nor a path`, {
-      hint: `did you mean "vm/${value}"? (write "./${value}" for a directory)`,
-      suggestion: `vm/${value}`,
+    const modern = `vm/${value}`;
+    return d.failAtWord(word, `"${value}" is not a base image: images are named vm/NAME:TAG`, {
+      hint: `write "FROM ${modern}" (old LayerCI accepted Docker-style names; write "FROM ./${value}" for a directory)`,
+      suggestion: modern,
     });
   }
   return d.make('from', quoteWord(value), { source: { type: 'layerfile', path: value } });
@@ -224,8 +237,7 @@ function parseRun(d: Directive, mode: 'normal' | 'background' | 'repeatable'): I
 
 function checkManyToDirectory(d: Directive, sources: Word[], dest: Word): boolean {
   if (sources.length > 1 && !dest.value.endsWith('/')) {
-    const hint = [...sources, dest].some((w) => w.raw.startsWith('#')) ? COMMENT_HINT : `write "${dest.value}/"`;
-    d.failAtWord(dest, `with several sources the destination must be a directory ending in "/"`, { hint });
+    d.failAtWord(dest, `with several sources the destination must be a directory ending in "/"`, { hint: `write "${dest.value}/"` });
     return false;
   }
   return true;
@@ -241,24 +253,30 @@ function parseCopy(d: Directive): Instruction | undefined {
 }
 
 // CLONE url [DEFAULT=branch] [src...] dest. No sources means the whole repository, recorded as ['.'].
-// DEFAULT= is only recognised right after the url, and not when quoted.
+// DEFAULT= may stand anywhere among the words, as in the vendor's grammar (`CLONE DEFAULT=main url
+// dest`, `CLONE url src DEFAULT=main dest`); a quoted "DEFAULT=x" is a path, not the branch.
 const BRANCH = /^[A-Za-z0-9_.][A-Za-z0-9_./-]*$/;
 
 function parseClone(d: Directive): Instruction | undefined {
   const words = d.wordsBetween(2, Infinity, 'a repository and a destination: CLONE url [DEFAULT=branch] [src...] dest');
   if (words === undefined) return undefined;
-  const [url, ...rest] = words;
-  if (url === undefined) return undefined;
+  let defaultBranch: string | undefined;
+  const positional: Word[] = [];
+  for (const word of words) {
+    if (!word.raw.startsWith('DEFAULT=')) {
+      positional.push(word);
+      continue;
+    }
+    if (defaultBranch !== undefined) return d.failAtWord(word, 'DEFAULT= may be given only once');
+    defaultBranch = word.value.slice('DEFAULT='.length);
+    if (!BRANCH.test(defaultBranch)) return d.failAtWord(word, `invalid default branch "${defaultBranch}"`);
+  }
+  const [url, ...rest] = positional;
+  if (url === undefined) return d.missing('CLONE needs a repository and a destination');
   // A leading dash would reach git as an option.
   if (url.value.startsWith('-')) return d.failAtWord(url, 'the repository URL must not start with "-"');
-  let defaultBranch: string | undefined;
-  if (rest[0]?.raw.startsWith('DEFAULT=')) {
-    const branchWord = rest.shift() as Word;
-    defaultBranch = branchWord.value.slice('DEFAULT='.length);
-    if (!BRANCH.test(defaultBranch)) return d.failAtWord(branchWord, `invalid default branch "${defaultBranch}"`);
-  }
   const dest = rest.pop();
-  if (dest === undefined) return d.fail(d.args.length, 1, 'CLONE needs a destination after DEFAULT=');
+  if (dest === undefined) return d.fail(d.args.length, 1, 'CLONE needs a destination after the repository');
   if (!checkManyToDirectory(d, rest, dest)) return undefined;
   const sources = rest.length === 0 ? ['.'] : rest.map((w) => w.value);
   // A path that starts with DEFAULT= stays quoted, or it would read back as the branch.
@@ -278,8 +296,10 @@ function parseWorkdir(d: Directive): Instruction | undefined {
 }
 
 // ENV K=V K2="v v" ...  or  ENV K some value (the rest of the line, quotes removed, blanks kept).
+// After a K=V pair, `NAME value` pairs may follow (`ENV a=b c d`, as in the vendor's grammar tests).
+// `$(...)` and backquoted parts are one word and stay literal text: nothing is run.
 function parseEnv(d: Directive): Instruction | undefined {
-  const words = d.words({ backslashEscapes: true });
+  const words = d.words({ backslashEscapes: true, commandSubstitution: true });
   if (words === undefined) return undefined;
   const first = words[0];
   if (first === undefined) return d.missing('ENV needs NAME=value or NAME value');
@@ -299,12 +319,20 @@ function parseEnv(d: Directive): Instruction | undefined {
     if (rawOffset === undefined) return d.fail(first.offset + first.raw.length, 1, `ENV ${first.raw} needs a value`, { hint: `write ENV ${first.raw}="" for an empty value` });
     if (!addVar(first.raw, d.args.slice(rawOffset), rawOffset)) return undefined;
   } else {
-    for (const word of words) {
+    for (let i = 0; i < words.length; i++) {
+      const word = words[i] as Word;
       const equals = word.raw.indexOf('=');
       const name = equals < 0 ? word.raw : word.raw.slice(0, equals);
+      const next = words[i + 1];
+      if (equals < 0 && ENV_NAME.test(name) && next !== undefined) {
+        // `NAME value`: the next word is the value.
+        if (!addVar(name, next.raw, next.offset)) return undefined;
+        i++;
+        continue;
+      }
       if (equals < 0 || !ENV_NAME.test(name)) {
         return d.failAtWord(word, `expected NAME=value, found "${word.raw}"`, {
-          hint: word.raw.startsWith('#') ? COMMENT_HINT : 'quote values that contain spaces: NAME="a b"',
+          hint: 'quote values that contain spaces: NAME="a b"',
         });
       }
       if (!addVar(name, word.raw.slice(equals + 1), word.offset + equals + 1)) return undefined;
@@ -383,49 +411,94 @@ function parseWait(d: Directive): Instruction | undefined {
 
 // SKIP REMAINING IF NAME=value [AND NAME2!=value ...]; operators = != =~ !=~ (JavaScript regular
 // expressions, matched anywhere in the value unless anchored). Several SKIP lines act as OR.
-const CONDITION = /^([A-Za-z_][A-Za-z0-9_]*)(!=~|=~|!=|=)/;
-const OPERATOR_AT_START = /^(!=~|=~|!=|=)/;
+// As in the vendor's reference and grammar, blanks may surround the operator
+// (`GIT_COMMIT_TITLE =~ "\[skip tests\]"`, `LAYERCI_BRANCH!= main`), and a value is a bare word or
+// quoted text with NO escapes inside the quotes: a regex keeps its backslashes as written.
+const SKIP_NAME = /^[A-Za-z_][A-Za-z0-9_]*/;
+const SKIP_OPERATOR = /^(!=~|=~|!=|=)/;
+const isBlank = (c: string | undefined): boolean => c === ' ' || c === '\t';
 
 function parseSkipRemainingIf(d: Directive): Instruction | undefined {
-  const words = d.words();
-  if (words === undefined) return undefined;
-  if (words.length === 0) return d.missing('SKIP REMAINING IF needs a condition', { hint: 'e.g. SKIP REMAINING IF GIT_BRANCH!=main' });
+  const text = d.args;
+  if (text === '') return d.missing('SKIP REMAINING IF needs a condition', { hint: 'e.g. SKIP REMAINING IF GIT_BRANCH!=main' });
   const conditions: SkipCondition[] = [];
-  for (let i = 0; i < words.length; i += 2) {
-    const word = words[i] as Word;
-    const match = CONDITION.exec(word.raw);
-    if (match === null) {
-      const next = words[i + 1];
-      if (ENV_NAME.test(word.raw) && next !== undefined && OPERATOR_AT_START.test(next.raw)) {
-        return d.fail(word.offset, next.offset + next.raw.length - word.offset, 'no blanks around the operator', { hint: 'write NAME=value' });
-      }
-      return d.failAtWord(word, `expected a condition like NAME=value, found "${word.raw}"`);
+  let i = 0;
+  const skipBlanks = (): void => {
+    while (isBlank(text[i])) i++;
+  };
+  const wordAt = (at: number): string => text.slice(at).split(/[ \t]/)[0] ?? '';
+  for (;;) {
+    const start = i;
+    const name = SKIP_NAME.exec(text.slice(i))?.[0];
+    if (name !== undefined) {
+      i += name.length;
+      skipBlanks();
     }
-    const name = match[1] ?? '';
-    const op = (match[2] ?? '=') as SkipOperator;
-    const value = unquote(word.raw.slice(match[0].length));
+    const op = name === undefined ? undefined : SKIP_OPERATOR.exec(text.slice(i))?.[0];
+    if (name === undefined || op === undefined) {
+      const word = wordAt(start);
+      return d.fail(start, word.length, `expected a condition like NAME=value, found "${word}"`);
+    }
+    i += op.length;
+    skipBlanks();
+    const value = readSkipValue(text, i);
+    if (!value.ok) return d.fail(value.offset, 1, value.message, { hint: 'close the quote on the same line' });
+    i = value.end;
     if (op === '=~' || op === '!=~') {
       try {
-        new RegExp(value);
+        new RegExp(value.value);
       } catch (error) {
-        return d.failAtWord(word, `invalid regular expression "${value}"`, { hint: error instanceof Error ? error.message : undefined });
+        return d.fail(start, i - start, `invalid regular expression "${value.value}"`, { hint: error instanceof Error ? error.message : undefined });
       }
     }
-    conditions.push({ name, op, value });
+    conditions.push({ name, op: op as SkipOperator, value: value.value });
 
-    const connector = words[i + 1];
-    if (connector === undefined) break;
-    if (connector.raw !== 'AND') {
-      if (connector.raw.toUpperCase() === 'OR' || connector.raw === '||') {
-        return d.failAtWord(connector, 'only AND is supported', { hint: 'for OR, write one SKIP REMAINING IF line per alternative' });
+    skipBlanks();
+    if (i >= text.length) break;
+    const connectorAt = i;
+    const connector = wordAt(i);
+    if (connector !== 'AND') {
+      if (connector.toUpperCase() === 'OR' || connector === '||') {
+        return d.fail(connectorAt, connector.length, 'only AND is supported', { hint: 'for OR, write one SKIP REMAINING IF line per alternative' });
       }
-      const suggestion = connector.raw.toUpperCase() === 'AND' || connector.raw === '&&' ? 'AND' : undefined;
-      return d.failAtWord(connector, `expected AND between conditions, found "${connector.raw}"`, { suggestion, hint: suggestion ? undefined : 'join conditions with AND' });
+      const suggestion = connector.toUpperCase() === 'AND' || connector === '&&' ? 'AND' : undefined;
+      return d.fail(connectorAt, connector.length, `expected AND between conditions, found "${connector}"`, { suggestion, hint: suggestion ? undefined : 'join conditions with AND' });
     }
-    if (words[i + 2] === undefined) return d.failAtWord(connector, 'AND must be followed by a condition');
+    i += connector.length;
+    skipBlanks();
+    if (i >= text.length) return d.fail(connectorAt, connector.length, 'AND must be followed by a condition');
   }
-  const canonical = conditions.map((c) => `${c.name}${c.op}${quoteWord(c.value)}`).join(' AND ');
+  const canonical = conditions.map((c) => `${c.name}${c.op}${quoteSkipValue(c.value)}`).join(' AND ');
   return d.make('skipRemainingIf', canonical, { conditions });
+}
+
+/** A condition's value at `start`: bare and quoted parts up to a blank; quotes have no escapes. */
+function readSkipValue(text: string, start: number): { ok: true; value: string; end: number } | { ok: false; offset: number; message: string } {
+  let value = '';
+  let i = start;
+  while (i < text.length && !isBlank(text[i])) {
+    const c = text[i] as string;
+    if (c === '"' || c === "'") {
+      const close = text.indexOf(c, i + 1);
+      if (close < 0) return { ok: false, offset: i, message: `unterminated ${c === '"' ? 'double' : 'single'} quote` };
+      value += text.slice(i + 1, close);
+      i = close + 1;
+    } else {
+      value += c;
+      i++;
+    }
+  }
+  return { ok: true, value, end: i };
+}
+
+/** Canonical spelling of a condition value that reads back the same under readSkipValue. */
+function quoteSkipValue(value: string): string {
+  if (/^[^\s"']+$/.test(value)) return value;
+  // Double-quote everything except double quotes themselves, which go in single quotes.
+  return value
+    .split('"')
+    .map((part) => `"${part}"`)
+    .join(`'"'`);
 }
 
 // EXPOSE WEBSITE [scheme://](localhost|HOST|PORT)[:port] [path] [rewrite]. Scheme http (default) or
@@ -473,15 +546,9 @@ function parseExposeWebsite(d: Directive): Instruction | undefined {
     }
   }
   if (port === undefined) return d.failAtWord(address, `invalid port in "${address.value}"`, { hint: 'ports are 1-65535' });
-  for (const word of [pathWord, rewriteWord]) {
-    if (word !== undefined && !word.value.startsWith('/')) {
-      return d.failAtWord(word, `a path must start with "/", found "${word.value}"`, {
-        hint: word.raw.startsWith('#') ? COMMENT_HINT : undefined,
-        suggestion: word.raw.startsWith('#') ? undefined : `/${word.value}`,
-      });
-    }
-  }
-  const target: ExposeWebsiteTarget = { scheme, host, port, path: pathWord?.value ?? '/', rewrite: rewriteWord?.value };
+  // The vendor's runner reads `api` as `/api` (expose_website.go); so does strata.
+  const asPath = (word: Word | undefined): string | undefined => (word === undefined ? undefined : word.value.startsWith('/') ? word.value : `/${word.value}`);
+  const target: ExposeWebsiteTarget = { scheme, host, port, path: asPath(pathWord) ?? '/', rewrite: asPath(rewriteWord) };
   const canonical = [`${scheme}://${host}:${port}`, target.path, ...(target.rewrite === undefined ? [] : [target.rewrite])].map((word) => quoteWord(word)).join(' ');
   return d.make('exposeWebsite', canonical, { target });
 }
@@ -545,12 +612,13 @@ function parseSetupFile(d: Directive): Instruction | undefined {
   return d.make('setupFile', quoted(words), { paths: words.map((w) => w.value) });
 }
 
-// LABEL display_name=x status=merge|hidden
+// LABEL display_name=x status=merge|hidden|display. `display` (one status per runner, as without the
+// label) is written in real Layerfiles for the hosted product; strata accepts it and does the default.
 const LABEL_KEYS = ['display_name', 'status'] as const;
-const STATUS_VALUES = ['merge', 'hidden'];
+const STATUS_VALUES = ['merge', 'hidden', 'display'];
 
 function parseLabel(d: Directive): Instruction | undefined {
-  const words = d.wordsBetween(1, Infinity, 'at least one key=value: display_name=... or status=merge|hidden');
+  const words = d.wordsBetween(1, Infinity, 'at least one key=value: display_name=... or status=merge|hidden|display');
   if (words === undefined) return undefined;
   const entries: Array<{ key: 'display_name' | 'status'; value: string }> = [];
   for (const word of words) {
@@ -566,7 +634,7 @@ function parseLabel(d: Directive): Instruction | undefined {
     }
     const value = unquote(word.raw.slice(equals + 1));
     if (known === 'status' && !STATUS_VALUES.includes(value)) {
-      return d.fail(word.offset + equals + 1, word.raw.length - equals - 1, `status must be merge or hidden, found "${value}"`, { suggestion: closest(value, STATUS_VALUES) });
+      return d.fail(word.offset + equals + 1, word.raw.length - equals - 1, `status must be merge, hidden or display, found "${value}"`, { suggestion: closest(value, STATUS_VALUES) });
     }
     if (value === '') return d.failAtWord(word, `empty ${known}`);
     entries.push({ key: known, value });
@@ -591,11 +659,19 @@ const DOCKERFILE_HABITS: Record<string, string> = {
 
 function reportUnknownDirective(d: Directive): void {
   const text = d.node.text;
+  const firstWord = d.node.keyword;
+  // Old LayerCI wrote `THEN RUN ...`; the reference has no such prefix.
+  const afterThen = /^THEN[ \t]+(.*)$/i.exec(text)?.[1];
+  if (afterThen !== undefined && KEYWORDS.some((k) => afterThen.startsWith(`${k.split(' ')[0]}`))) {
+    d.failAtKeyword(`"${firstWord}" is an old LayerCI prefix that Layerfiles no longer accept`, { hint: `remove it: write "${shorten(afterThen)}"` }, firstWord.length);
+    return;
+  }
   let best: { keyword: Keyword; length: number; distance: number; words: number } | undefined;
   for (let words = 1; words <= 3; words++) {
     const span = new RegExp(`^[^ \\t]+(?:[ \\t]+[^ \\t]+){${words - 1}}`).exec(text)?.[0];
     if (span === undefined) break;
-    const candidate = span.split(/[ \t]+/).join(' ').toUpperCase();
+    // `RUN_BACKGROUND`, `Skip remaining if`: the same keyword spelt the way old tools and grammars did.
+    const candidate = span.split(/[ \t_]+/).join(' ').toUpperCase();
     for (const keyword of KEYWORDS) {
       const distance = editDistance(candidate, keyword);
       if (distance > maxSuggestionDistance(candidate)) continue;
@@ -605,16 +681,26 @@ function reportUnknownDirective(d: Directive): void {
       }
     }
   }
-  const firstWord = d.node.keyword;
   if (best === undefined) {
-    d.failAtKeyword(`unknown directive "${firstWord}"`, { hint: DOCKERFILE_HABITS[firstWord] }, firstWord.length);
+    d.failAtKeyword(`unknown directive "${firstWord}"`, { hint: DOCKERFILE_HABITS[firstWord] ?? LEGACY_DIRECTIVES[firstWord] }, firstWord.length);
     return;
   }
   const written = text.slice(0, best.length);
-  const caseOnly = best.distance === 0;
-  d.failAtKeyword(
-    caseOnly ? `unknown directive "${written}": keywords are case-sensitive` : `unknown directive "${written}"`,
-    { suggestion: best.keyword },
-    best.length,
-  );
+  if (best.distance === 0) {
+    // Only the spelling of the keyword differs: show the whole line as it must be written.
+    const modern = `${best.keyword}${text.slice(best.length)}`;
+    d.failAtKeyword(`unknown directive "${written}": keywords are upper-case words separated by blanks`, { hint: `write "${shorten(modern)}"`, suggestion: best.keyword }, best.length);
+    return;
+  }
+  d.failAtKeyword(`unknown directive "${written}"`, { suggestion: best.keyword }, best.length);
+}
+
+/** Directives of the vendor's other tools that Layerfiles for the hosted product never had. */
+const LEGACY_DIRECTIVES: Record<string, string> = {
+  AWS: 'AWS belongs to the vendor\'s open-source runner only; use RUN with the aws CLI, and SECRET ENV for its credentials',
+};
+
+/** A line for a hint: at most 72 characters. */
+function shorten(line: string): string {
+  return line.length <= 72 ? line : `${line.slice(0, 69)}...`;
 }

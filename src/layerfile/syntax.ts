@@ -5,9 +5,9 @@
 // - One directive per logical line. A physical line ending in `\` (optionally followed by spaces or
 //   tabs) is joined to the next physical line with NO separator (the `\` and trailing blanks go away).
 //   Any trailing backslash continues the line, even `\\`, as in Dockerfiles.
-// - Only WHOLE-LINE comments exist: a line whose first non-blank character is `#`. A `#` anywhere else
-//   is ordinary text, in every directive (for RUN it reaches the shell; for e.g. `WORKDIR /a # x` it is
-//   an extra argument and the directive's own checks report it).
+// - A line whose first non-blank character is `#` is a comment. A `#` that starts a word later on the
+//   line (after a blank, outside quotes) starts a trailing comment in every directive but RUN (the
+//   shell gets it) and BUTTON (free text): parse.ts strips those, as the vendor's grammar skips them.
 // - Inside a continued directive, comment lines are skipped and the continuation goes on (as in
 //   Dockerfiles), but a BLANK line ends the directive: `RUN a \` followed by an empty line does not
 //   silently swallow the next directive.

@@ -4,7 +4,9 @@
 // quoted and bare parts: `a"b c"d` is `ab cd`). Inside double quotes `\"` and `\\` are escapes and any
 // other backslash is literal; single quotes are fully literal. OUTSIDE quotes a backslash is literal
 // (so `SKIP REMAINING IF GIT_TAG=~^v\d+` keeps its regex) except when `backslashEscapes` is set (ENV,
-// whose values follow shell rules: `\$` is a literal dollar, `\ ` a literal space).
+// whose values follow shell rules: `\$` is a literal dollar, `\ ` a literal space). With
+// `commandSubstitution` (ENV again), `$(...)` and backquoted text stay one word even with blanks inside,
+// as in the vendor's grammar (`ENV B=$(echo hello)`).
 
 export interface Word {
   /** The word after quote removal. */
@@ -21,6 +23,7 @@ export type SplitResult =
 
 export interface SplitOptions {
   backslashEscapes?: boolean;
+  commandSubstitution?: boolean;
 }
 
 export function splitWords(text: string, options: SplitOptions = {}): SplitResult {
@@ -65,7 +68,47 @@ function readPiece(text: string, i: number, options: SplitOptions): { value: str
   const c = text[i] ?? '';
   if (c === '"' || c === "'") return readQuoted(text, i);
   if (c === '\\' && options.backslashEscapes && i + 1 < text.length) return { value: text[i + 1] ?? '', end: i + 2 };
+  if (options.commandSubstitution) {
+    const end = substitutionEnd(text, i);
+    // Kept as written (the text is not run): the value is the literal `$(...)`.
+    if (end !== undefined) return { value: text.slice(i, end), end };
+  }
   return { value: c, end: i + 1 };
+}
+
+/** End (exclusive) of a `$(...)` (nested parentheses counted) or backquoted part starting at `i`. */
+function substitutionEnd(text: string, i: number): number | undefined {
+  if (text[i] === '`') {
+    const close = text.indexOf('`', i + 1);
+    return close < 0 ? undefined : close + 1;
+  }
+  if (text[i] !== '$' || text[i + 1] !== '(') return undefined;
+  let depth = 0;
+  for (let j = i + 1; j < text.length; j++) {
+    if (text[j] === '(') depth++;
+    else if (text[j] === ')' && --depth === 0) return j + 1;
+  }
+  return undefined;
+}
+
+/**
+ * Where a trailing comment starts in directive arguments: a `#` at the start of a word (the start of
+ * the text, or after a blank), outside quotes. `text.length` when there is none. As in the vendor's
+ * grammar, `COPY . . # all of it` copies `.` to `.`; `COPY a#b c` still copies a file called `a#b`.
+ */
+export function trailingCommentStart(text: string, options: SplitOptions = {}): number {
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '#' && (i === 0 || text[i - 1] === ' ' || text[i - 1] === '\t')) return i;
+    if (c === '"' || c === "'") {
+      // An unclosed quote is reported by splitWords; here it just runs to the end.
+      i = readQuoted(text, i)?.end ?? text.length;
+      continue;
+    }
+    i += c === '\\' && options.backslashEscapes ? 2 : 1;
+  }
+  return text.length;
 }
 
 /** Reads the quoted part starting at `start` (a quote character); undefined when it is not closed. */
