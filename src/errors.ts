@@ -7,6 +7,8 @@ export type StrataErrorCode =
   | 'STRATA_USAGE'
   | 'STRATA_IMAGE'
   | 'STRATA_SNAPSHOT'
+  /** The snapshot store's disk is full: a step (or a CACHE dir) filled it; the run fails, the store stays usable. */
+  | 'STRATA_STORE_FULL'
   | 'STRATA_SANDBOX_START'
   | 'STRATA_SANDBOX_EXEC'
   | 'STRATA_TRACE'

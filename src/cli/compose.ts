@@ -9,6 +9,9 @@ import type { EngineDeps, EngineImages, EngineMachine, EngineSandbox, StepExecRe
 import type { Reporter } from '../engine/reporter.js';
 import { cacheDirsRoot, createCacheDirStore } from '../engine/cacheDirs.js';
 import { ensureImage } from '../images/ensure.js';
+import { hostConfigPath, loadHostConfig, type HostConfig } from '../config/hostConfig.js';
+import { prepareHostCaTrust, type HostCaTrust } from '../config/hostCa.js';
+import { StrataError } from '../errors.js';
 import { createRemoteCache } from '../source/remote.js';
 import { listeningTcpPorts } from '../sandbox/listening.js';
 import type { ExecOutcome, Sandbox } from '../sandbox/types.js';
@@ -33,13 +36,27 @@ export function storePaths(explicit?: string): StorePaths {
 
 export interface Engine {
   deps: EngineDeps;
+  /** The host's settings (/etc/strata/config.json) this engine was opened with. */
+  hostConfig: HostConfig;
   /** The store's database (the server keeps its own tables in it). */
   db: Db;
   close(): Promise<void>;
 }
 
-export async function openEngine(options: { store?: string | undefined; reporter: Reporter }): Promise<Engine> {
+export interface OpenEngineOptions {
+  store?: string | undefined;
+  reporter: Reporter;
+  /** The host's settings; default read from /etc/strata/config.json ($STRATA_CONFIG). */
+  hostConfig?: HostConfig | undefined;
+  /** `strata run --trust-host-ca`: overrides the host config's trust_host_ca. */
+  trustHostCa?: boolean | undefined;
+}
+
+export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
   const paths = storePaths(options.store);
+  const hostConfig = options.hostConfig ?? (await loadHostConfig(hostConfigPath()));
+  // Every machine trusts the host's CAs (src/config/hostCa.ts), prepared once per engine.
+  const hostCa = (options.trustHostCa ?? hostConfig.trust_host_ca) ? await prepareHostCaTrust({ bundle: hostConfig.host_ca_bundle }) : undefined;
   const { openBtrfsStore } = await import('../snapshot/btrfs.js');
   const { createRuncSandbox } = await import('../sandbox/runc/index.js');
   const { FuseRecorder } = await import('../trace/fuse.js');
@@ -69,7 +86,7 @@ export async function openEngine(options: { store?: string | undefined; reporter
     // forgotten chains go with the crash orphans just below.
     cacheIndex.pruneChains(Number(process.env.STRATA_KEEP_CHAINS ?? 10) || 10);
     await removeOrphanSnapshots(snapshots, cacheIndex.referencedSnapshots());
-    const sandbox = adaptSandbox(runc);
+    const sandbox = adaptSandbox(runc, hostCa);
     const images: EngineImages = {
       async ensure(name, onProgress) {
         const image = await ensureImage(snapshots, name, { onProgress: (p) => onProgress?.(`${p.image}: ${p.message}`) });
@@ -95,6 +112,7 @@ export async function openEngine(options: { store?: string | undefined; reporter
     const openedDb = db;
     return {
       deps,
+      hostConfig,
       db: openedDb,
       async close() {
         openedDb.close();
@@ -126,7 +144,7 @@ async function removeOrphanSnapshots(snapshots: SnapshotStore, referenced: Set<s
 }
 
 function stepResult(outcome: ExecOutcome): StepExecResult {
-  return { exitCode: outcome.exitCode, signal: outcome.signal, durationMs: outcome.durationMs, timedOut: outcome.timedOut, oomKilled: outcome.oomKilled };
+  return { exitCode: outcome.exitCode, signal: outcome.signal, durationMs: outcome.durationMs, timedOut: outcome.timedOut, oomKilled: outcome.oomKilled, pidsLimitHit: outcome.pidsLimitHit };
 }
 
 /** Decodes a process's output chunks as UTF-8, per stream, without splitting a character between chunks. */
@@ -146,27 +164,34 @@ function utf8Output(onOutput: (stream: 'stdout' | 'stderr', text: string) => voi
   };
 }
 
-/** The runc sandbox as the engine's narrow machine port: outbound network, output decoded as UTF-8. */
-function adaptSandbox(sandbox: Sandbox): EngineSandbox {
+/**
+ * The runc sandbox as the engine's narrow machine port: outbound network, output decoded as UTF-8. With
+ * `hostCa`, every machine (steps, previews, shells) trusts the host's CAs: their mount, their merge into
+ * the system store at start, and their environment under every process's own.
+ */
+function adaptSandbox(sandbox: Sandbox, hostCa?: HostCaTrust): EngineSandbox {
+  const withHostCaEnv = (env: Record<string, string>): Record<string, string> => (hostCa ? { ...hostCa.env, ...env } : env);
   return {
     async start(request) {
+      const mounts = [...(request.mounts ?? []), ...(hostCa ? [hostCa.mount] : [])];
       const machine = await sandbox.start({
         id: request.id,
         rootfs: request.rootfs,
         hostname: request.hostname,
         network: 'outbound',
         ...(request.memoryBytes !== undefined ? { memoryBytes: request.memoryBytes } : {}),
-        ...(request.mounts ? { mounts: request.mounts } : {}),
+        ...(mounts.length > 0 ? { mounts } : {}),
         ...(request.portForwarding ? { portForwarding: true } : {}),
         ...(request.nestedContainers ? { nestedContainers: true } : {}),
       });
+      if (hostCa) await trustHostCa(machine, hostCa);
       const adapted: EngineMachine = {
         pid: machine.pid,
         async exec(exec) {
           const output = utf8Output(exec.onOutput);
           const outcome = await machine.exec({
             command: exec.command,
-            env: exec.env,
+            env: withHostCaEnv(exec.env),
             workdir: exec.workdir,
             user: exec.user,
             ...(exec.signal ? { signal: exec.signal } : {}),
@@ -179,7 +204,7 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
         async startBackground(request) {
           const background = await machine.startBackground({
             command: request.command,
-            env: request.env,
+            env: withHostCaEnv(request.env),
             workdir: request.workdir,
             user: request.user,
             onOutput: utf8Output(request.onOutput).write,
@@ -195,10 +220,32 @@ function adaptSandbox(sandbox: Sandbox): EngineSandbox {
         freeze: () => machine.freeze(),
         thaw: () => machine.thaw(),
         destroy: () => machine.destroy(),
+        setMemoryLimit: (bytes) => machine.setMemoryLimit(bytes),
         listeningPorts: () => listeningTcpPorts(machine.pid),
         ...(machine.forwardPort ? { forwardPort: machine.forwardPort.bind(machine) } : {}),
       };
       return adapted;
     },
   };
+}
+
+/** Merges the host's CAs into a machine's system store (idempotent; at every start, so never stale). */
+async function trustHostCa(machine: Awaited<ReturnType<Sandbox['start']>>, hostCa: HostCaTrust): Promise<void> {
+  let output = '';
+  const outcome = await machine.exec({
+    command: hostCa.startScript,
+    env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+    workdir: '/',
+    user: 'root',
+    timeoutMs: 60_000,
+    onOutput: (chunk) => {
+      output += chunk.data.toString('utf8');
+    },
+  });
+  if (outcome.exitCode !== 0) {
+    await machine.destroy().catch(() => {});
+    throw new StrataError('STRATA_SANDBOX_START', `trust_host_ca: adding the host's CA certificates to the machine failed (exit ${outcome.exitCode}): ${output.trim().slice(-500)}`, {
+      hint: 'turn trust_host_ca off in /etc/strata/config.json (or drop --trust-host-ca) to run without it',
+    });
+  }
 }

@@ -37,6 +37,7 @@ export function buildProgram(): Command {
     .option('--expose-port <port>', 'port of the EXPOSE WEBSITE preview server on 127.0.0.1 (default: a free one)')
     .option('--step-timeout <duration>', 'kill a RUN step that runs longer than this (90s, 30m, 2h)')
     .option('--from-checkpoint <name>', 'rerun every step after `CHECKPOINT <name>` (the cache is used up to it)')
+    .option('--trust-host-ca', "every machine trusts the host's CA bundle (else trust_host_ca in /etc/strata/config.json)")
     .action(async (dir: string | undefined, options: import('./commands/run.js').RunCommandOptions) => {
       const { runCommand } = await import('./commands/run.js');
       process.exitCode = await runCommand(dir ?? '.', options);

@@ -13,6 +13,7 @@ import type { ExposeWebsiteTarget, Instruction } from '../layerfile/types.js';
 import { snapshotKey, type SnapshotName } from '../snapshot/types.js';
 import type { BackgroundCommand } from '../store/cacheIndex.js';
 import { machineDefaults } from './machineDefaults.js';
+import { DEFAULT_MACHINE_MEMORY_BYTES, memoryLimitBefore } from './memory.js';
 import type { EngineDeps, EngineMachine, StepExecResult } from './ports.js';
 import type { OutputStream } from './reporter.js';
 import type { LayerfileOutcome } from './runLayerfile.js';
@@ -202,6 +203,8 @@ export interface ExposedMachineRequest {
   instructions: readonly Instruction[];
   snapshot: SnapshotName;
   background: readonly BackgroundCommand[];
+  /** The memory limit in force at the end of the run (LayerfileOutcome.memoryBytes); else the Layerfile's own MEMORY lines over the default. */
+  memoryBytes?: number | undefined;
   secrets?: Secrets | undefined;
   onOutput?: ((stream: OutputStream, data: string) => void) | undefined;
 }
@@ -219,9 +222,9 @@ export async function startExposedMachine(deps: Pick<EngineDeps, 'snapshots' | '
     await deps.snapshots.remove(key).catch(() => {});
   };
   try {
-    const memory = request.instructions.find((i): i is Extract<Instruction, { kind: 'memory' }> => i.kind === 'memory');
+    const memoryBytes = request.memoryBytes ?? memoryLimitBefore(request.instructions, request.instructions.length, DEFAULT_MACHINE_MEMORY_BYTES);
     // CACHE directories are not mounted: the exposed machine must not write into the kept caches.
-    machine = await deps.sandbox.start({ id: request.id, rootfs, hostname: request.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'machine', memoryBytes: memory?.bytes, portForwarding: true, ...machineDefaults() });
+    machine = await deps.sandbox.start({ id: request.id, rootfs, hostname: request.runner.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63) || 'machine', memoryBytes, portForwarding: true, ...machineDefaults() });
     if (!machine.forwardPort) throw new StrataError('STRATA_ENGINE', 'this sandbox cannot forward ports, so EXPOSE cannot be served');
     const secrets = request.secrets ?? noSecrets;
     for (const command of request.background) {
@@ -311,6 +314,7 @@ export async function startExposure(
         instructions,
         snapshot: outcome.finalSnapshot as SnapshotName,
         background: outcome.background ?? [],
+        memoryBytes: outcome.memoryBytes,
         secrets: options.secrets,
         onOutput: (stream, data) => options.onOutput?.(runner, stream, data),
       });

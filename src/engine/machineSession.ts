@@ -109,6 +109,15 @@ export class MachineSession {
     await this.traceCopies(request.copies);
   }
 
+  /** Raises (or sets) the running machine's memory limit: a MEMORY line between steps. */
+  async setMemoryLimit(bytes: number): Promise<void> {
+    const machine = this.machine;
+    if (!machine.setMemoryLimit) {
+      throw new StrataError('STRATA_ENGINE', `${this.options.layerfilePath}: this sandbox cannot change a running machine's memory limit, so MEMORY after RUN cannot be honoured`);
+    }
+    await machine.setMemoryLimit(bytes);
+  }
+
   /** The CACHE line's directories are mounted already; give them to its user, who may be new. */
   async claimCacheDirsOf(line: number, env: Record<string, string>): Promise<void> {
     await claimCacheDirs(this.machine, this.cacheDirs.filter((d) => d.line === line), env);
@@ -283,11 +292,13 @@ export class MachineSession {
   }
 }
 
-export function describeFailure(result: Pick<StepExecResult, 'exitCode' | 'signal' | 'timedOut' | 'oomKilled'>): string {
+export function describeFailure(result: Pick<StepExecResult, 'exitCode' | 'signal' | 'timedOut' | 'oomKilled' | 'pidsLimitHit'>): string {
   if (result.oomKilled) return 'was killed: out of memory (MEMORY limit reached)';
   if (result.timedOut) return 'timed out';
-  if (result.signal) return `was killed by ${result.signal}`;
-  return `exited with code ${result.exitCode}`;
+  const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
+  // Said with any ending: a fork bomb's step ends however its shell copes with failed forks.
+  if (typeof result.pidsLimitHit === 'number') return `${how} after the machine reached its process limit (${result.pidsLimitHit} processes: forks failed)`;
+  return how;
 }
 
 /** The runner id as it appears in snapshot names and the machine id. */

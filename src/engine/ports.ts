@@ -15,6 +15,8 @@ export interface StepExecResult {
   durationMs: number;
   timedOut: boolean;
   oomKilled: boolean;
+  /** A fork in the machine failed at its process limit during the step: that limit (else null/absent). */
+  pidsLimitHit?: number | null;
 }
 
 /** A process started by RUN BACKGROUND; it runs until it ends or the machine is destroyed. */
@@ -53,6 +55,8 @@ export interface EngineMachine {
   listeningPorts?(): Promise<number[]>;
   /** Forwards a free 127.0.0.1 host port to the machine's TCP guestPort; machines started with portForwarding only. */
   forwardPort?(guestPort: number): Promise<number>;
+  /** Sets the whole machine's memory limit while it runs (a MEMORY line after RUN lines raises it). */
+  setMemoryLimit?(bytes: number): Promise<void>;
 }
 
 export interface EngineSandbox {
@@ -89,5 +93,7 @@ export interface EngineDeps {
   remotes?: RemoteCache | undefined;
   /** How many Layerfiles may run at once. */
   parallelism: number;
+  /** The memory limit of a machine without MEMORY lines (here or inherited); default DEFAULT_MACHINE_MEMORY_BYTES (memory.ts). */
+  defaultMemoryBytes?: number | undefined;
   now: () => number;
 }

@@ -19,8 +19,9 @@ import { MachineSession, runnerToken } from './machineSession.js';
 import type { EngineDeps } from './ports.js';
 import type { StepExplanation } from './reporter.js';
 import { decideRestore, gatherCandidates, planSummary, splitTimingsFor, type StepEntry } from './restorePlanning.js';
+import { DEFAULT_MACHINE_MEMORY_BYTES, memoryLimitBefore } from './memory.js';
 import { assertSecretsPresent, noSecrets, type Secrets } from './secrets.js';
-import { applyToState, baseStepEnv, initialExecState, skipIndex, type ExecState } from './stepEnv.js';
+import { applyToState, baseStepEnv, initialExecState, skipIndex, type ExecState, type JobFacts, type RunIdentity } from './stepEnv.js';
 import { changesMachine, executeStep, throwIfCancelled } from './stepExecutors.js';
 
 
@@ -44,7 +45,7 @@ export interface LayerfileOutcome {
   background?: BackgroundCommand[] | undefined;
   /** The CLONEd remotes' trees the final state holds (inherited ones included); a child inherits them. */
   clones?: ChainClone[] | undefined;
-  /** The MEMORY limit its machines ran with (its own MEMORY line, else its parent's): a child inherits it. */
+  /** The memory limit in force at its end (its parent's, raised by its MEMORY lines): a child starts with it. */
   memoryBytes?: number | undefined;
 }
 
@@ -74,6 +75,8 @@ export interface RunContext {
   maxStepOutputBytes?: number | undefined;
   /** RunOptions.fromCheckpoint. */
   fromCheckpoint?: string | undefined;
+  /** RunOptions.job. */
+  job?: JobFacts | undefined;
 }
 
 
@@ -141,7 +144,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   // Before the SPLIT line every copy sees the same environment (copy 0's runner id, no SPLIT/SPLIT_NUM),
   // so the prefix a copy restores from copy 0 is what it would have built itself; from the SPLIT line
   // on it has its own SPLIT, SPLIT_NUM and RUNNER_ID.
-  const identity = { jobId: ctx.runId, runnerId: node.runnerId, repositoryName: posix.basename(ctx.repo), retryIndex: 0, commit: ctx.commit };
+  // RETRY_INDEX is 1 for a first attempt, as in the hosted product's reference.
+  const identity: RunIdentity = { jobId: ctx.runId, runnerId: node.runnerId, repositoryName: posix.basename(ctx.repo), retryIndex: 1, commit: ctx.commit, job: ctx.job };
   const prefixEnv = baseStepEnv(identity);
   const splitEnv = split ? baseStepEnv({ ...identity, runnerId: runner, split: { index: copyIndex, count: split.count, unordered: split.unordered } }) : prefixEnv;
   const envAt = (instructionIndex: number): Record<string, string> => (instructionIndex >= splitAt ? splitEnv : prefixEnv);
@@ -280,8 +284,10 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   // The copied steps are in this run's chain: a SPLIT among them lets the other copies start now.
   if (splitStep !== undefined && splitStep < firstToRun) reachedSplit();
 
-  // MEMORY: this Layerfile's line, else what its parent ran with (LAYERFILE.md: a child inherits it).
-  const memoryBytes = instructions.find((i): i is Extract<Instruction, { kind: 'memory' }> => i.kind === 'memory')?.bytes ?? parent?.memoryBytes;
+  // MEMORY: the limit starts at the parent's final one (else the default) and each MEMORY line raises it
+  // from its line on (memory.ts). A child starts from the limit in force where this Layerfile stops.
+  const initialMemory = parent?.memoryBytes ?? deps.defaultMemoryBytes ?? DEFAULT_MACHINE_MEMORY_BYTES;
+  const memoryBytes = memoryLimitBefore(instructions, skipAt, initialMemory);
   const finish = (status: LayerfileOutcome['status'], stepsRan: number, message?: string): LayerfileOutcome => {
     deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status });
     return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached, background, clones, memoryBytes };
@@ -336,11 +342,13 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   let runningStep: StepEntry | null = null;
   try {
     const firstStep = steps[firstToRun] as StepEntry;
+    // A restored machine gets the limit in force at its first step to run, MEMORY lines before it included.
+    let memoryLimit = memoryLimitBefore(instructions, firstStep.instructionIndex, initialMemory);
     await session.start({
       instructions: instructions.slice(0, skipAt),
       startState: start.state,
       splitEnv,
-      memoryBytes,
+      memoryBytes: memoryLimit,
       noCacheDirs: ctx.noCacheDirs ?? false,
       firstStep: firstStep.step,
       copies,
@@ -367,6 +375,10 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         const between = instructions[instructionCursor] as Instruction;
         if (between.kind === 'checkpoint') snapshotsEnabled = between.mode !== 'disabled';
         if (between.kind === 'button') await requireApproval(between);
+        if (between.kind === 'memory' && between.bytes > memoryLimit) {
+          await session.setMemoryLimit(between.bytes);
+          memoryLimit = between.bytes;
+        }
       }
       instructionCursor = s.instructionIndex + 1;
       await provideSplitTimings(s.instructionIndex);
@@ -450,9 +462,16 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     if (runningStep) {
       const failed = runningStep;
       const cancelled = error instanceof StrataError && error.code === 'STRATA_CANCELLED';
-      const reason = { message: cancelled ? 'cancelled while running' : `strata failed during this step: ${error instanceof Error ? error.message : String(error)}` };
+      // A step that fills the store's disk ran into a limit of its own making: the step fails, not strata.
+      const storeFull = error instanceof StrataError && error.code === 'STRATA_STORE_FULL';
+      const what = error instanceof Error ? error.message : String(error);
+      const reason = { message: cancelled ? 'cancelled while running' : storeFull ? `filled the snapshot store's disk: ${what}` : `strata failed during this step: ${what}` };
       deps.reporter.onStepStatus?.({ runner, step: failed.step, status: 'failed', explanation: { cached: false, message: reason.message } });
       deps.runLog.setStep(ctx.runId, { runner, index: failed.step, line: failed.instruction.range.line, text: failed.instruction.canonical, status: 'failed', reason, durationMs: null, snapshot: null });
+      if (storeFull) {
+        const hint = (error as StrataError).hint ? ` (hint: ${(error as StrataError).hint})` : '';
+        return finish('failure', stepsRan, `step ${failed.step + 1} (line ${failed.instruction.range.line}) ${reason.message}${hint}`);
+      }
     }
     throw error;
   } finally {

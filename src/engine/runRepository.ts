@@ -13,6 +13,7 @@ import type { EngineDeps } from './ports.js';
 import type { RunSummary } from './reporter.js';
 import { copyRunnerId, runLayerfile, runnerIdsOf, splitOf, type LayerfileOutcome, type RunContext, type SplitCopy } from './runLayerfile.js';
 import { assertSecretsPresent, maskingReporter, noSecrets, SecretMasker, type Secrets } from './secrets.js';
+import type { JobFacts } from './stepEnv.js';
 
 export interface RunOptions {
   repoDir: string;
@@ -46,6 +47,8 @@ export interface RunOptions {
    * every step after it runs again (and so does every Layerfile that inherits from them).
    */
   fromCheckpoint?: string | undefined;
+  /** What the caller knows about the job (LAYERCI_* variables in every step; never in a cache key unless BUILD ENV names one). */
+  job?: JobFacts | undefined;
 }
 
 export interface RunResult extends RunSummary {
@@ -154,7 +157,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
     ),
   });
 
-  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false, signal: options.signal, stepTimeoutMs: options.stepTimeoutMs, maxStepOutputBytes: options.maxStepOutputBytes, fromCheckpoint: options.fromCheckpoint };
+  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false, signal: options.signal, stepTimeoutMs: options.stepTimeoutMs, maxStepOutputBytes: options.maxStepOutputBytes, fromCheckpoint: options.fromCheckpoint, job: options.job };
   const outcomes = new Map<string, LayerfileOutcome>();
   for (const level of graph.levels) {
     await mapLimited(level, deps.parallelism, async (path) => {

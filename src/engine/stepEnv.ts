@@ -13,6 +13,64 @@ export interface RunIdentity {
   commit: CommitInfo | null;
   split?: { index: number; count: number; unordered: boolean } | undefined;
   exposeWebsiteHost?: string | undefined;
+  /** What the caller knows about the job beyond the commit (the LAYERCI_* variables). */
+  job?: JobFacts | undefined;
+}
+
+/**
+ * What whoever started a run knows about it (the server's job, the CLI): the hosted product's
+ * LAYERCI_* variables are derived from it. Unknown facts leave their variable empty, never missing.
+ */
+export interface JobFacts {
+  /** The job's id (the server's job); default the engine's run id. */
+  jobId?: string | undefined;
+  /** The branch the job builds; default the commit's branch. */
+  branch?: string | undefined;
+  /** Link to the pull request that triggered the job. */
+  pullRequestUrl?: string | undefined;
+  /** The repository's remote URL: owner and name come from it (github.com/a/b → a, b). */
+  remoteUrl?: string | undefined;
+  /** The organisation (the hosted product's dashboard); default the repository's owner. */
+  orgName?: string | undefined;
+  /** Data passed when the run was started through the API. */
+  apiExtra?: string | undefined;
+  /** `user:token` that can clone this repository over https. */
+  cloneUser?: string | undefined;
+  /** The host of this run's deployment, when there is one. */
+  deploymentHost?: string | undefined;
+}
+
+/**
+ * Owner and name of a repository from its remote URL: `https://github.com/a/b.git`, `git@github.com:a/b`,
+ * `ssh://git@host:22/group/sub/b` (owner `group/sub`), `/srv/git/b.git` (no owner). Pure.
+ */
+export function repoOwnerAndName(url: string): { owner: string; name: string } {
+  let path = url.trim().replace(/[?#].*$/, '');
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\/[^/]*(\/.*)?$/i.exec(path);
+  if (scheme) path = scheme[1] ?? '';
+  else {
+    const scp = /^[^/:]+@?[^/:]*:(?!\/\/)(.*)$/.exec(path); // git@host:owner/name
+    if (scp && !path.startsWith('/')) path = scp[1] ?? '';
+  }
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  const name = (parts.pop() ?? '').replace(/\.git$/, '');
+  // A path on this host (or file://) names a directory, not an owner.
+  const owner = /^(\/|\.|file:)/i.test(url.trim()) ? '' : parts.join('/');
+  return { owner, name };
+}
+
+/**
+ * SUBDOMAIN: the branch cleaned up for use in a host name, as the hosted product did
+ * (`feat/add-some-dashboard-pages` → `add-some-dashboard-pages`). Pure.
+ */
+export function branchSubdomain(branch: string): string {
+  const last = branch.split('/').filter(Boolean).pop() ?? '';
+  return last
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/-+/g, '-')
+    .slice(0, 63)
+    .replace(/^-+|-+$/g, '');
 }
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/strata/bin';
@@ -20,24 +78,46 @@ const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 /** Variables strata sets in every step. Not part of any definition key unless BUILD ENV names them. */
 export function baseStepEnv(identity: RunIdentity): Record<string, string> {
   const commit = identity.commit;
+  const job = identity.job ?? {};
+  const jobId = job.jobId ?? identity.jobId;
+  const branch = job.branch ?? commit?.branch ?? '';
+  const remote = job.remoteUrl ? repoOwnerAndName(job.remoteUrl) : { owner: '', name: '' };
+  const exposeWebsiteHost = identity.exposeWebsiteHost ?? '';
   const env: Record<string, string> = {
     PATH: DEFAULT_PATH,
+    // Colours work as in the hosted product's terminal (terminfo comes with every image).
+    TERM: 'xterm-256color',
     CI: 'true',
     IS_CI_MACHINE: 'true',
     CI_MACHINE: 'true',
     IN_CI_MACHINE: 'true',
     IN_CI: 'true',
     DEBIAN_FRONTEND: 'noninteractive',
-    GIT_BRANCH: commit?.branch ?? '',
+    GIT_BRANCH: branch,
     GIT_COMMIT: commit?.commit ?? '',
     GIT_SHORT_COMMIT: commit?.commit.slice(0, 12) ?? '',
     GIT_TAG: commit?.tag ?? '',
     GIT_COMMIT_TITLE: commit?.title ?? '',
-    JOB_ID: identity.jobId,
+    JOB_ID: jobId,
     RUNNER_ID: identity.runnerId,
     RETRY_INDEX: String(identity.retryIndex),
     REPOSITORY_NAME: identity.repositoryName,
-    EXPOSE_WEBSITE_HOST: identity.exposeWebsiteHost ?? '',
+    EXPOSE_WEBSITE_HOST: exposeWebsiteHost,
+    // The hosted product's documented variables (its BUILD ENV reference; docs/machine.md says which
+    // strata leaves empty).
+    LAYERCI: 'true',
+    LAYERCI_BRANCH: branch,
+    LAYERCI_JOB_ID: jobId,
+    LAYERCI_PULL_REQUEST: job.pullRequestUrl ?? '',
+    LAYERCI_REPO_NAME: remote.name || identity.repositoryName,
+    LAYERCI_REPO_OWNER: remote.owner,
+    LAYERCI_ORG_NAME: job.orgName ?? remote.owner,
+    LAYERCI_RUNNER_ID: identity.runnerId,
+    SUBDOMAIN: branchSubdomain(branch),
+    DEPLOYMENT_HOST: job.deploymentHost ?? '',
+    EXPOSE_WEBSITE_URL: exposeWebsiteHost ? `https://${exposeWebsiteHost}` : '',
+    API_EXTRA: job.apiExtra ?? '',
+    GIT_CLONE_USER: job.cloneUser ?? '',
     // Where steps report how long each test file took (`path seconds` lines; strata-split --run does it).
     STRATA_TIMINGS_OUT: TIMINGS_OUT_PATH,
   };

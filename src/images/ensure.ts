@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { StrataError } from '../errors.js';
 import { snapshotKey, snapshotName, type SnapshotName, type SnapshotStore } from '../snapshot/types.js';
 import { execOrThrow } from '../util/exec.js';
-import { findRecipe, imageTablePath, loadImageTable, recipeHash, type ImageRecipe } from './table.js';
+import { stageNode, nodeHooks } from './node.js';
+import { defaultSiteImageTablePath, findRecipe, imageTablePath, loadImageTable, recipeHash, type ImageRecipe } from './table.js';
 import { isProcessAlive } from '../util/process.js';
 
 export type ImageProgressPhase = 'cached' | 'wait' | 'check-mirror' | 'download' | 'extract' | 'commit';
@@ -25,8 +26,10 @@ export interface ImageProgress {
 
 export interface EnsureImageOptions {
   onProgress?: (progress: ImageProgress) => void;
-  /** Image table file (default: $STRATA_IMAGE_TABLE, else config/images.json). */
+  /** The built-in image table file (default: $STRATA_IMAGE_TABLE, else config/images.json). */
   tablePath?: string;
+  /** The site's table merged over it when the file exists (default /etc/strata/images.json; null: none). */
+  siteTablePath?: string | null;
   /** Host-wide cache of built images (default: $STRATA_IMAGE_CACHE, else /var/cache/strata/images). */
   cacheDir?: string;
   /** How long to wait for the mirror's Release file before calling it unreachable. */
@@ -57,8 +60,8 @@ export async function ensureImage(
   image: string,
   options: EnsureImageOptions = {},
 ): Promise<EnsuredImage> {
-  const tablePath = imageTablePath(options.tablePath);
-  const table = await loadImageTable(tablePath);
+  const table = await loadImageTable(imageTablePath(options.tablePath), siteTablePathOf(options));
+  const tablePath = table.path;
   const recipe = findRecipe(table, image);
   const hash = recipeHash(recipe);
   const name = imageSnapshotName(image, hash);
@@ -136,11 +139,16 @@ async function cachedTarFor(
  * filesystem without a snapshot store — e.g. tests that lay an overlay over one extracted copy.
  */
 export async function ensureImageTar(image: string, options: EnsureImageOptions = {}): Promise<{ tarPath: string; recipeHash: string }> {
-  const tablePath = imageTablePath(options.tablePath);
-  const recipe = findRecipe(await loadImageTable(tablePath), image);
+  const table = await loadImageTable(imageTablePath(options.tablePath), siteTablePathOf(options));
+  const tablePath = table.path;
+  const recipe = findRecipe(table, image);
   const hash = recipeHash(recipe);
   const { tarPath } = await cachedTarFor(image, recipe, hash, tablePath, options);
   return { tarPath, recipeHash: hash };
+}
+
+function siteTablePathOf(options: EnsureImageOptions): string | null {
+  return options.siteTablePath === undefined ? defaultSiteImageTablePath : options.siteTablePath;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -198,9 +206,17 @@ async function buildCachedTar(request: BuildRequest): Promise<'cache' | 'built'>
     if (await exists(tarPath)) return 'cache'; // finished between our check and our lock
     await checkPrerequisites(request);
     const temp = `${tarPath}.tmp-${randomBytes(6).toString('hex')}`;
-    progress('download', `building ${request.image} with mmdebstrap (${request.recipe.suite} from ${request.recipe.mirror})`);
+    const nodeStage = `${tarPath}.node-${randomBytes(6).toString('hex')}`;
     try {
-      await execOrThrow('mmdebstrap', mmdebstrapArgs(request.recipe, temp), {
+      const extraHooks: string[] = [];
+      if (request.recipe.node !== undefined) {
+        progress('download', `fetching Node.js ${request.recipe.node.version} from the npm registry for ${request.image}`);
+        const staged = await stageNode(request.recipe.node, nodeStage, request.image);
+        progress('download', `Node.js ${staged.nodeVersion}, npm ${staged.npmVersion}`);
+        extraHooks.push(...nodeHooks(staged));
+      }
+      progress('download', `building ${request.image} with mmdebstrap (${request.recipe.suite} from ${request.recipe.mirror})`);
+      await execOrThrow('mmdebstrap', mmdebstrapArgs(request.recipe, temp, extraHooks), {
         errorCode: 'STRATA_IMAGE',
         timeoutMs: 20 * 60_000,
         hint: `building base image ${request.image} (image table ${request.tablePath}) failed`,
@@ -208,6 +224,7 @@ async function buildCachedTar(request: BuildRequest): Promise<'cache' | 'built'>
       await rename(temp, tarPath);
     } finally {
       await rm(temp, { force: true });
+      await rm(nodeStage, { recursive: true, force: true });
     }
     return 'built';
   } finally {
@@ -272,7 +289,20 @@ async function checkPrerequisites(request: BuildRequest): Promise<void> {
   }
 }
 
-export function mmdebstrapArgs(recipe: ImageRecipe, target: string): string[] {
+/**
+ * Packages every image has, whatever its recipe: what Layerfiles written for the hosted product's
+ * Ubuntu VMs take for granted (sudo; terminfo and tput come with ncurses-base/-bin, which are essential).
+ */
+export const alwaysIncluded = ['sudo'] as const;
+
+/**
+ * What `sudo` keeps of the caller's environment: apt's non-interactive mode, the terminal, and the
+ * CA variables of trust_host_ca (src/config/hostCa.ts), so `sudo npm install -g` and `sudo apt-get`
+ * behave as the step itself does.
+ */
+const sudoEnvKeep = ['DEBIAN_FRONTEND', 'TERM', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'PIP_CERT', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'];
+
+export function mmdebstrapArgs(recipe: ImageRecipe, target: string, extraHooks: readonly string[] = []): string[] {
   const args = [
     `--variant=${recipe.variant}`,
     '--format=tar',
@@ -285,8 +315,17 @@ export function mmdebstrapArgs(recipe: ImageRecipe, target: string): string[] {
     // everything (btrfs flushes the subvolume's data when it snapshots it), and a crashed step's
     // machine is thrown away. Debian's own container images do the same (apt-get install 2-3x faster).
     '--customize-hook=mkdir -p "$1/etc/dpkg/dpkg.cfg.d" && echo force-unsafe-io > "$1/etc/dpkg/dpkg.cfg.d/strata-unsafe-io"',
+    // apt answers yes, as on the hosted VMs: `apt-get install jq` without -y (104 of 185 public
+    // Layerfiles) must not stop at "Do you want to continue?", whoever runs it (sudo, scripts).
+    '--customize-hook=mkdir -p "$1/etc/apt/apt.conf.d" && echo \'APT::Get::Assume-Yes "true";\' > "$1/etc/apt/apt.conf.d/90strata-assume-yes"',
+    // root and every user USER creates (it adds them to group root) sudo without a password.
+    `--customize-hook=printf '%s\\n' 'Defaults env_keep += "${sudoEnvKeep.join(' ')}"' '%root ALL=(ALL:ALL) NOPASSWD: ALL' > "$1/etc/sudoers.d/strata" && chmod 0440 "$1/etc/sudoers.d/strata"`,
+    // The mountpoint of trust_host_ca's certificates exists in the image, so no machine creates it.
+    '--customize-hook=mkdir -p "$1/etc/strata/host-ca"',
+    ...extraHooks,
   ];
-  if (recipe.include.length > 0) args.push(`--include=${recipe.include.join(',')}`);
+  const include = [...new Set([...alwaysIncluded, ...recipe.include])];
+  args.push(`--include=${include.join(',')}`);
   if (recipe.keyring !== undefined) args.push(`--keyring=${recipe.keyring}`);
   if (recipe.architecture !== undefined) args.push(`--architectures=${recipe.architecture}`);
   args.push(recipe.suite, target, recipe.mirror);

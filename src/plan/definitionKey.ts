@@ -16,8 +16,8 @@ const KEY_FORMAT = 'strata-definition-key-v1';
  * - ENV, WORKDIR, USER, SETUP FILE, BUILD ENV, SECRET ENV, CACHE, SPLIT change nothing on disk by
  *   themselves but change what every later RUN does (its env, cwd, user, sourced files, mounted caches,
  *   SPLIT index), so they must be part of the chain at their position.
- * Not steps: FROM (the starting point, given as the parent identity), MEMORY (a machine setting, hashed
- * at the head of the chain), and the instructions that only steer the run or its presentation: WAIT
+ * Not steps: FROM (the starting point, given as the parent identity), MEMORY (a machine setting that
+ * the engine applies between steps, hashed at the head of the chain), and the instructions that only steer the run or its presentation: WAIT
  * (ordering between Layerfiles), BUTTON, SKIP REMAINING IF, LABEL, CHECKPOINT (snapshot policy in all
  * three forms), EXPOSE WEBSITE / EXPOSE TCP (used after the run).
  */
@@ -103,7 +103,10 @@ export function finalKey(keys: readonly string[]): string {
  * WAIT, CHECKPOINT, SKIP REMAINING IF or EXPOSE line changes no key.
  */
 export function definitionKeys(instructions: readonly Instruction[], inputs: DefinitionKeyInputs): string[] {
-  // MEMORY may be written anywhere before the first RUN but sizes the whole machine: hash it up front.
+  // MEMORY may be written anywhere (it raises the limit from its line on), but every MEMORY value is
+  // hashed up front: editing, adding or removing one reruns the whole Layerfile, which is conservative
+  // (a step that succeeded with less memory is valid with more), and a restored machine gets the
+  // limit the current Layerfile puts in force at its restore point (engine/memory.ts).
   const memory = instructions.filter((i) => i.kind === 'memory').map((i) => i.bytes);
   let key = headKey(memory, inputs.parentIdentity);
   const keys: string[] = [];

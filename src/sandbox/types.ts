@@ -85,6 +85,8 @@ export interface ExecOutcome {
   canceled: boolean;
   /** The kernel's OOM killer killed a process of the machine while this exec ran. */
   oomKilled: boolean;
+  /** A fork in the machine failed at its process limit while this exec ran: that limit; else null. */
+  pidsLimitHit: number | null;
 }
 
 export type BackgroundRequest = Omit<ExecRequest, 'timeoutMs' | 'signal'>;
@@ -115,6 +117,11 @@ export interface Machine {
   thaw(): Promise<void>;
   /** Kills everything and removes what start() created (not the rootfs). Idempotent. */
   destroy(): Promise<void>;
+  /**
+   * Sets the memory limit of the whole machine while it runs (MEMORY after RUN lines raises it before
+   * the next step). Fails with STRATA_SANDBOX_EXEC if the kernel refuses (e.g. below current use).
+   */
+  setMemoryLimit(bytes: number): Promise<void>;
   /**
    * Forwards a free host port on 127.0.0.1 to the machine's guestPort (TCP) for the machine's life and
    * returns it. Only on a machine started with portForwarding; the process inside must listen on

@@ -64,7 +64,7 @@ const dirFor: Record<SnapshotKind, string> = { active: 'active', committed: 'com
 function snapshotError(message: string, cause?: unknown, hint?: string): StrataError {
   // A full store is the one failure a user can act on: say so instead of a bare "could not create".
   if (isNoSpace(cause)) {
-    return new StrataError('STRATA_SNAPSHOT', `${message}: the snapshot store is full (no space left on device)`, {
+    return new StrataError('STRATA_STORE_FULL', `${message}: the snapshot store is full (no space left on device)`, {
       cause,
       hint: hint ?? 'free space (strata cache prune, or remove old stores), or give the store a bigger image',
     });

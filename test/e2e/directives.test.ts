@@ -289,6 +289,8 @@ RUN echo more >> /root/log && wc -l < /root/log
 test('MEMORY 64M: a RUN that allocates 512M fails the runner with an out-of-memory message', { timeout: TIMEOUT }, async (t) => {
   if (!requireRoot(t)) return;
   const engine = await createTestEngine(t);
+  // MEMORY reserves at least that much (it never lowers the limit): with a smaller default, 64M is the limit.
+  engine.engine.deps.defaultMemoryBytes = 32 * 1024 ** 2;
   const repo = createGitRepo(t, {
     Layerfile: `FROM vm/debian:12
 MEMORY 64M
@@ -308,6 +310,7 @@ RUN echo never
 test('MEMORY is inherited: a child of a Layerfile with MEMORY 64M runs under that limit', { timeout: TIMEOUT }, async (t) => {
   if (!requireRoot(t)) return;
   const engine = await createTestEngine(t);
+  engine.engine.deps.defaultMemoryBytes = 32 * 1024 ** 2;
   const repo = createGitRepo(t, {
     Layerfile: 'FROM vm/debian:12\nMEMORY 64M\nRUN echo base\n',
     'child/Layerfile': 'FROM ..\nRUN head -c 512m /dev/zero | tail > /dev/null && echo survived\n',

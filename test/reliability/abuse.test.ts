@@ -57,8 +57,11 @@ test('reliability: a fork bomb is bounded by the pids limit; the host and the ne
   });
   const first = await engine.run({ repoDir: bomb.dir, commit: 'HEAD' });
   clearInterval(sampler);
-  assert.equal(first.result.status, 'failure', 'the bomb step fails');
+  const bombOutcome = [...first.result.outcomes.values()][0];
+  assert.equal(first.result.status, 'failure', `the bomb step fails (not an engine error): ${bombOutcome?.message}`);
   assert.equal(first.steps.find((s) => s.step === 0)?.status, 'failed');
+  // The message says which limit the step ran into.
+  assert.match(bombOutcome?.message ?? '', /after the machine reached its process limit \(4096 processes: forks failed\)/);
   const inside = /machine processes: (\d+)/.exec(first.output.get(`${runner}#0`) ?? '');
   console.log(`reliability abuse: fork bomb: pids cgroup peak ${cgroupPeak} of max ${pidsMax}, limit hit ${limitHits} times; ${inside ? `${inside[1]} processes counted inside (not a snapshot)` : 'the machine could not even count'}, host peak +${peak - before} processes (host shared with other work)`);
   assert.equal(pidsMax, 4096, 'the machine had its pids limit');
@@ -78,6 +81,8 @@ test('reliability: a fork bomb is bounded by the pids limit; the host and the ne
 test('reliability: a memory hog under MEMORY 128M fails with the OOM message', { timeout: 120_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const engine = await createTestEngine(t);
+  // MEMORY reserves at least that much and never lowers the limit: with a smaller default, 128M is the limit.
+  engine.engine.deps.defaultMemoryBytes = 64 * 1024 ** 2;
   // tail keeps the current line in memory, and /dev/zero has no newline.
   const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nMEMORY 128M\nRUN head -c 1G /dev/zero | tail -n 1 >/dev/null\n' });
   const { result, steps } = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
@@ -105,8 +110,10 @@ async function fillStore(t: TestContext, store: string, reporter: ReturnType<typ
   try {
     const full = await runRepository({ repoDir: filler.dir, commit: 'HEAD' }, engine.deps);
     assert.match(reporter.output.get(`${runner}#0`) ?? '', /No space left on device/, 'the filler hit the limit');
-    assert.notEqual(full.status, 'success');
     const outcome = [...full.outcomes.values()][0];
+    // The step filled the disk itself: its failure, said as such, never an engine error.
+    assert.equal(full.status, 'failure', outcome?.message);
+    assert.match(outcome?.message ?? '', /^step 1 \(line 2\) filled the snapshot store's disk: .*no space left on device/);
     return `${full.status}: ${outcome?.message}`;
   } finally {
     await engine.close();
@@ -129,9 +136,9 @@ test('reliability: filling the store\'s disk fails the run, and the store still 
   assert.deepEqual(await findLeaks(store), []);
 });
 
-// The step's own command fails on ENOSPC (dd exit 1, a normal step failure), and then the engine's
-// commit of the failure snapshot fails too: the message must say the store is full, and the step must
-// end as failed, not stay 'running'.
+// The step's own command meets ENOSPC (dd exit 1, then echo: the step exits 0), and then the engine's
+// commit of its snapshot fails too: the message must say the store is full, and the step must end as
+// failed, not stay 'running'.
 test('reliability: a full store is reported as such and the failing step ends as failed', { timeout: 240_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const store = await smallStore(t, '900M');

@@ -272,7 +272,20 @@ export function runSandboxConformance(options: ConformanceOptions): void {
     const [forked, failed] = result.stdout.trim().split(' ').map(Number);
     assert.ok(forked !== undefined && forked < 64, `forks bounded by the limit: ${forked}`);
     assert.ok(failed !== undefined && failed > 900, `most forks failed: ${failed}`);
-    assert.equal((await run(machine, 'echo alive')).stdout, 'alive\n');
+    assert.equal(result.pidsLimitHit, 64, 'the outcome names the limit the forks ran into');
+    const calm = await run(machine, 'echo alive');
+    assert.equal(calm.stdout, 'alive\n');
+    assert.equal(calm.pidsLimitHit, null, 'an exec that forked within the limit reports none');
+  });
+
+  rootTest('a machine whose processes keep forking at the pids limit can still be frozen and thawed', async (t) => {
+    const machine = await startMachine(t, { pidsLimit: 256 });
+    // Detached: the bomb outlives its exec and keeps the machine at its limit.
+    await run(machine, '(b() { b | b & }; b) >/dev/null 2>&1 & sleep 2; exit 0', { timeoutMs: 60_000 });
+    for (let round = 0; round < 3; round++) {
+      await machine.freeze();
+      await machine.thaw();
+    }
   });
 
   rootTest("network 'none' has only loopback", async (t) => {

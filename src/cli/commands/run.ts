@@ -25,6 +25,8 @@ export interface RunCommandOptions {
   stepTimeout?: string;
   /** --from-checkpoint NAME. */
   fromCheckpoint?: string;
+  /** --trust-host-ca: every machine trusts the host's CAs (else the host config's trust_host_ca). */
+  trustHostCa?: boolean;
 }
 
 /** A duration with a unit (90s, 30m, 2h) in milliseconds. */
@@ -50,7 +52,7 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
   const reporters: Reporter[] = [terminal ?? new JsonReporter(process.stdout), failures];
   // On a terminal a BUTTON asks; elsewhere (CI, pipes, --json) only --accept-buttons lets a run past one.
   const approveButton = terminal && process.stdin.isTTY && process.stdout.isTTY ? buttonPrompt(terminal) : undefined;
-  const engine = await openEngine({ store: options.store, reporter: combineReporters(...reporters) });
+  const engine = await openEngine({ store: options.store, reporter: combineReporters(...reporters), ...(options.trustHostCa ? { trustHostCa: true } : {}) });
   // Ctrl-C / SIGTERM cancel the run cleanly (machines destroyed, nothing half-cached); a second one
   // leaves at once, and the next run cleans up after it.
   const cancel = new AbortController();
@@ -81,6 +83,7 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
         signal: cancel.signal,
         stepTimeoutMs,
         fromCheckpoint: options.fromCheckpoint,
+        job: { remoteUrl: await remoteUrlOf(dir), orgName: engine.hostConfig.org_name },
       },
       engine.deps,
     );
@@ -102,6 +105,23 @@ export async function runCommand(dir: string, options: RunCommandOptions): Promi
     process.off('SIGTERM', onSignal);
     await engine.close();
   }
+}
+
+/**
+ * The URL of the repository's remote (LAYERCI_REPO_OWNER/NAME): the current branch's remote, else
+ * `origin`, else the first one; undefined without remotes.
+ */
+async function remoteUrlOf(dir: string): Promise<string | undefined> {
+  const { exec } = await import('../../util/exec.js');
+  const git = async (...args: string[]): Promise<string> => {
+    const result = await exec('git', ['-C', dir, ...args], { timeoutMs: 10_000 });
+    return result.exitCode === 0 ? result.stdout.trim() : '';
+  };
+  const branch = await git('symbolic-ref', '--quiet', '--short', 'HEAD');
+  const remotes = (await git('remote')).split('\n').filter(Boolean);
+  const preferred = (branch ? await git('config', `branch.${branch}.remote`) : '') || (remotes.includes('origin') ? 'origin' : remotes[0]);
+  if (!preferred || !remotes.includes(preferred)) return undefined;
+  return (await git('remote', 'get-url', preferred)) || undefined;
 }
 
 /** Asks on the terminal, one BUTTON at a time (runners of one level may reach theirs together). */

@@ -75,6 +75,32 @@ export class MachineCgroups {
     writeFileSync(join(dir, freezeFile), thawed); // SIGKILL is only delivered once thawed
   }
 
+  /**
+   * Freezes the whole machine through its cgroup, waiting up to `timeoutMs` for every task to stop.
+   * runc pause gives up after ~1000 quick polls, which a machine full of forking processes (a fork bomb
+   * at its pids limit) on a busy host can outlast; the kernel does converge, given time. Returns
+   * whether it froze (if not, the machine is left thawed).
+   */
+  async freezeMachine(timeoutMs: number): Promise<boolean> {
+    const dir = this.controlDir;
+    const freezeFile = this.version === 'v2' ? 'cgroup.freeze' : 'freezer.state';
+    const [frozen, thawed] = this.version === 'v2' ? ['1', '0'] : ['FROZEN', 'THAWED'];
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      writeFileSync(join(dir, freezeFile), frozen);
+      if (this.isFrozen(dir)) return true;
+      await sleep(10);
+    }
+    writeFileSync(join(dir, freezeFile), thawed);
+    return false;
+  }
+
+  private isFrozen(dir: string): boolean {
+    return this.version === 'v2'
+      ? /frozen 1/.test(readFileSync(join(dir, 'cgroup.events'), 'utf8'))
+      : readFileSync(join(dir, 'freezer.state'), 'utf8').trim() === 'FROZEN';
+  }
+
   private async waitFrozen(dir: string): Promise<void> {
     for (let attempt = 0; attempt < 200; attempt++) {
       const state =
@@ -85,6 +111,33 @@ export class MachineCgroups {
       await sleep(attempt < 20 ? 1 : 10);
     }
     // Not frozen after ~2 s: kill anyway; a process forked meanwhile is caught by the caller's retry.
+  }
+
+  /**
+   * Sets the machine's memory limit (all its processes together) while it runs: v2 memory.max; v1
+   * memory.limit_in_bytes and, when the host accounts swap, memory.memsw.limit_in_bytes set to the
+   * same value (as at start, so the limit cannot be dodged by swapping). The kernel refuses a memory
+   * limit above the memsw limit, so memsw is raised first and lowered last. Lowering below what the
+   * machine uses makes the kernel reclaim or fail (EBUSY), which is reported.
+   */
+  setMemoryLimit(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`invalid memory limit ${bytes}`);
+    const value = String(bytes);
+    if (this.version === 'v2') {
+      writeFileSync(join(cgroupRoot, cgroupParent, this.name, 'memory.max'), value);
+      return;
+    }
+    const dir = join(cgroupRoot, 'memory', cgroupParent, this.name);
+    const limitFile = join(dir, 'memory.limit_in_bytes');
+    const swapFile = join(dir, 'memory.memsw.limit_in_bytes');
+    if (!existsSync(swapFile)) {
+      writeFileSync(limitFile, value);
+      return;
+    }
+    const current = Number.parseInt(readFileSync(limitFile, 'utf8'), 10);
+    const raising = !Number.isSafeInteger(current) || bytes >= current;
+    const order = raising ? [swapFile, limitFile] : [limitFile, swapFile];
+    for (const file of order) writeFileSync(file, value);
   }
 
   /** The kernel's count of OOM kills in the machine so far (v1 memory.oom_control, v2 memory.events). */
@@ -98,6 +151,21 @@ export class MachineCgroups {
       return match?.[1] === undefined ? 0 : Number(match[1]);
     } catch {
       return 0;
+    }
+  }
+
+  /**
+   * How often a fork in the machine failed at its process limit so far (pids.events `max`), and that
+   * limit. v1: the pids hierarchy; v2: the machine's own cgroup.
+   */
+  pidsLimitHits(): { hits: number; limit: number | null } {
+    const dir = this.version === 'v2' ? join(cgroupRoot, cgroupParent, this.name) : join(cgroupRoot, 'pids', cgroupParent, this.name);
+    try {
+      const hits = Number(/^max (\d+)$/m.exec(readFileSync(join(dir, 'pids.events'), 'utf8'))?.[1] ?? 0);
+      const limit = Number.parseInt(readFileSync(join(dir, 'pids.max'), 'utf8'), 10);
+      return { hits, limit: Number.isInteger(limit) ? limit : null };
+    } catch {
+      return { hits: 0, limit: null };
     }
   }
 

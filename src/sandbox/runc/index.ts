@@ -334,10 +334,17 @@ class RuncMachine implements Machine {
     }
   }
 
+  /** The process limit if forks failed at it since `before` (a pidsLimitHits() reading), else null. */
+  private pidsLimitHitSince(before: { hits: number }): number | null {
+    const now = this.cgroups.pidsLimitHits();
+    return now.hits > before.hits ? now.limit : null;
+  }
+
   async exec(request: ExecRequest): Promise<ExecOutcome> {
     const oomBefore = this.cgroups.oomKillCount();
+    const pidsBefore = this.cgroups.pidsLimitHits();
     if (request.signal?.aborted) {
-      return { exitCode: null, signal: null, durationMs: 0, timedOut: false, canceled: true, oomKilled: false };
+      return { exitCode: null, signal: null, durationMs: 0, timedOut: false, canceled: true, oomKilled: false, pidsLimitHit: null };
     }
     const running = await this.spawnInMachine(request);
     let timedOut = false;
@@ -369,12 +376,14 @@ class RuncMachine implements Machine {
       timedOut,
       canceled,
       oomKilled: this.cgroups.oomKillCount() > oomBefore,
+      pidsLimitHit: this.pidsLimitHitSince(pidsBefore),
     };
   }
 
   async startBackground(request: BackgroundRequest): Promise<BackgroundProcess> {
     const pidFile = join(this.stateDir, `background-${this.execCounter + 1}.pid`);
     const oomBefore = this.cgroups.oomKillCount();
+    const pidsBefore = this.cgroups.pidsLimitHits();
     const running = await this.spawnInMachine(request, pidFile);
     let ended = false;
     void running.exited.then(() => (ended = true));
@@ -397,6 +406,7 @@ class RuncMachine implements Machine {
         timedOut: false,
         canceled: killed,
         oomKilled: this.cgroups.oomKillCount() > oomBefore,
+        pidsLimitHit: this.pidsLimitHitSince(pidsBefore),
       };
     });
     return {
@@ -420,6 +430,12 @@ class RuncMachine implements Machine {
   async freeze(): Promise<void> {
     // A task blocked uninterruptibly (e.g. on a stuck FUSE request) cannot be frozen: bound the wait.
     const paused = await exec('runc', ['--root', this.runcRoot, 'pause', this.name], { timeoutMs: 30_000 });
+    // runc gives up quickly ("unable to freeze") on a machine whose processes keep forking; the
+    // machine's own freezer cgroup gets there given longer (runc then sees it paused, so resume works).
+    if (paused.exitCode !== 0 && !paused.timedOut && (await this.cgroups.freezeMachine(30_000))) {
+      this.frozen = true;
+      return;
+    }
     if (paused.exitCode !== 0) {
       await exec('runc', ['--root', this.runcRoot, 'resume', this.name]);
       throw new StrataError('STRATA_SANDBOX_EXEC', `could not freeze machine ${this.name}: ${paused.timedOut ? 'timed out' : paused.stderr.trim()}`, {
@@ -434,6 +450,16 @@ class RuncMachine implements Machine {
       errorCode: 'STRATA_SANDBOX_EXEC',
     });
     this.frozen = false;
+  }
+
+  async setMemoryLimit(bytes: number): Promise<void> {
+    try {
+      this.cgroups.setMemoryLimit(bytes);
+    } catch (error) {
+      throw new StrataError('STRATA_SANDBOX_EXEC', `could not set the memory limit of machine ${this.name} to ${bytes} bytes: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
+    }
   }
 
   destroy(): Promise<void> {

@@ -119,6 +119,8 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
             secrets: deps.repos.secretsFor(job.repo),
             approveButton,
             signal: controller.signal,
+            // LAYERCI_* variables: the job's id and branch, owner/name from the repository's URL.
+            job: { jobId: job.id, branch: job.branch, remoteUrl: repo.url },
           },
           { ...deps.engine, reporter: recorder },
         );
