@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import semver from 'semver';
 import { z } from 'zod';
 import { StrataError } from '../errors.js';
 import { exec, execOrThrow } from '../util/exec.js';
@@ -27,48 +28,9 @@ export function npmSpecFor(spec: NodeSpec): string {
   return npm;
 }
 
-/**
- * Whether `version` (x.y.z) satisfies an npm `engines.node` range of the forms npm itself uses:
- * `||`-separated sets of `^x.y.z`, `>=x.y.z`, `>x`, `<x`, `<=x`, `x.y.z` (space-separated = and).
- * An unknown form counts as satisfied (the image's own `npm --version` check still runs).
- */
+/** Whether `version` satisfies an npm `engines.node` range (npm's own semver); an invalid range counts as satisfied (the image's own `npm --version` check still runs). */
 export function satisfiesRange(version: string, range: string): boolean {
-  const parse = (text: string): number[] => {
-    const parts = text.replace(/^v/, '').split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : 0));
-    while (parts.length < 3) parts.push(0);
-    return parts.slice(0, 3);
-  };
-  const compare = (a: number[], b: number[]): number => (a[0]! - b[0]! || a[1]! - b[1]! || a[2]! - b[2]!);
-  const v = parse(version);
-  return range.split('||').some((set) =>
-    set
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .every((comparator) => {
-        const match = /^(\^|~|>=|<=|>|<|=)?v?(\d+(?:\.(?:\d+|x|\*))*)$/.exec(comparator);
-        if (!match) return true;
-        const op = match[1] ?? '=';
-        const bound = parse(match[2] as string);
-        const c = compare(v, bound);
-        switch (op) {
-          case '^':
-            return c >= 0 && v[0] === bound[0] && (bound[0] !== 0 || v[1] === bound[1]);
-          case '~':
-            return c >= 0 && v[0] === bound[0] && v[1] === bound[1];
-          case '>=':
-            return c >= 0;
-          case '<=':
-            return c <= 0;
-          case '>':
-            return c > 0;
-          case '<':
-            return c < 0;
-          default:
-            return (match[2] as string).split('.').every((part, i) => part === 'x' || part === '*' || Number(part) === v[i]);
-        }
-      }),
-  );
+  return semver.validRange(range) === null || semver.satisfies(version, range);
 }
 
 const packResult = z.array(z.object({ name: z.string(), version: z.string(), filename: z.string(), integrity: z.string() }));
