@@ -62,7 +62,10 @@ function processes(): Leftover[] {
       // Machines' cgroups are /strata/<machine> in every hierarchy (slirp4netns's /strata-net is not one).
       const inStrataCgroup = /:\/strata\//.test(cgroup);
       if (!processNames.has(comm) && !inStrataCgroup) continue;
-      const startTime = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[19] ?? '';
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      // A zombie is dead already; it only waits for its parent (often the host's init) to reap it.
+      if (stat[0] === 'Z') continue;
+      const startTime = stat[19] ?? '';
       found.push({ kind: 'process', id: `${pid}@${startTime}`, label: `process ${pid} (${comm})`, detail: { pid } });
     } catch {
       // gone meanwhile
