@@ -1,7 +1,7 @@
 // The composition file of the CLI: the one place that picks the real implementations (btrfs snapshot
 // store, runc sandbox, FUSE tracer, SQLite) and wires them into the engine.
 import { createHash } from 'node:crypto';
-import { mkdir, rmdir } from 'node:fs/promises';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -55,8 +55,6 @@ export interface OpenEngineOptions {
 export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
   const paths = storePaths(options.store);
   const hostConfig = options.hostConfig ?? (await loadHostConfig(hostConfigPath()));
-  // Every machine trusts the host's CAs (src/config/hostCa.ts), prepared once per engine.
-  const hostCa = (options.trustHostCa ?? hostConfig.trust_host_ca) ? await prepareHostCaTrust({ bundle: hostConfig.host_ca_bundle }) : undefined;
   const { openBtrfsStore } = await import('../snapshot/btrfs.js');
   const { createRuncSandbox } = await import('../sandbox/runc/index.js');
   const { FuseRecorder } = await import('../trace/fuse.js');
@@ -80,6 +78,11 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
     const stateRoot = join('/run/strata', storeTag);
     const runc = createRuncSandbox({ prefix: `strata-${storeTag}-`, stateRoot });
     await runc.reapLeftovers();
+    // Every machine trusts the host's CAs (src/config/hostCa.ts), prepared once per engine in its state
+    // root (removed with it at close).
+    const hostCa = (options.trustHostCa ?? hostConfig.trust_host_ca)
+      ? await prepareHostCaTrust({ bundle: hostConfig.host_ca_bundle, workRoot: join(stateRoot, 'host-ca') })
+      : undefined;
     await reapMachineRunDirs();
     const cacheIndex = createCacheIndex(db);
     // Retention: the newest chains of each runner (default 10, $STRATA_KEEP_CHAINS); the snapshots of
@@ -118,6 +121,7 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
         openedDb.close();
         await snapshots.close();
         // The sandbox's state dirs are empty once every machine is destroyed; leave nothing behind.
+        await rm(join(stateRoot, 'host-ca'), { recursive: true, force: true });
         for (const dir of [join(stateRoot, 'machines'), join(stateRoot, 'runc'), stateRoot]) await rmdir(dir).catch(() => {});
         await removeRunDirsIfEmpty();
         await lock.release();

@@ -4,7 +4,7 @@
 // How, and why this way:
 // - The host side picks the certificates of its bundle that its distribution does not ship (those not
 //   under /usr/share/ca-certificates: the site's own CAs) and writes them, one file each named by
-//   fingerprint, into a content-addressed directory under /run/strata/host-ca. That directory is
+//   fingerprint, into a content-addressed directory in the engine's state root (/run/strata/<store>/host-ca, removed at close). That directory is
 //   bind-mounted read-only at /etc/strata/host-ca in every machine: never part of a snapshot.
 // - At every machine start (fresh, restored, preview, shell) a small idempotent script copies them into
 //   the machine's system store the Debian way: /usr/local/share/ca-certificates/strata-host-ca/ (so an
