@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -1203,6 +1204,7 @@ static void *control_loop(void *arg) {
 
 static void usage(void) {
   fputs("usage: strata-tracefs --dir DIR --prefix MACHINE_PATH [--mount-ns /proc/PID/ns/mnt]\n"
+        "                      [--user-ns /proc/PID/ns/user]\n"
         "                      [--timeout SECONDS] [--xattr]\n"
         "Mounts a tracing FUSE filesystem over DIR serving DIR's own contents. Commands on stdin:\n"
         "  step N   expire kernel caches, attribute what follows to step N  -> ok step N\n"
@@ -1213,12 +1215,13 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-  const char *mount_ns = NULL;
+  const char *mount_ns = NULL, *user_ns = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--dir") == 0 && i + 1 < argc) opt_dir = argv[++i];
     else if (strcmp(a, "--prefix") == 0 && i + 1 < argc) opt_prefix = argv[++i];
     else if (strcmp(a, "--mount-ns") == 0 && i + 1 < argc) mount_ns = argv[++i];
+    else if (strcmp(a, "--user-ns") == 0 && i + 1 < argc) user_ns = argv[++i];
     else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) opt_timeout = strtod(argv[++i], NULL);
     else if (strcmp(a, "--xattr") == 0) opt_xattr = true;
     else if (strcmp(a, "--threads") == 0 && i + 1 < argc) opt_threads = atoi(argv[++i]);
@@ -1233,16 +1236,31 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 
+  // The namespace files are opened first, with the host's privileges.
+  int mount_ns_fd = -1, user_ns_fd = -1;
+  if (mount_ns && (mount_ns_fd = open(mount_ns, O_RDONLY | O_CLOEXEC)) < 0) die("open %s: %s", mount_ns, strerror(errno));
+  if (user_ns && (user_ns_fd = open(user_ns, O_RDONLY | O_CLOEXEC)) < 0) die("open %s: %s", user_ns, strerror(errno));
+
+  // A machine with its own user namespace (a system container) has its root mounted idmapped: host
+  // uid 0 is not mapped there, so every create would fail with EOVERFLOW. Join its user namespace
+  // first: the FUSE mount then belongs to it, and the kernel requires /dev/fuse to be opened by a
+  // process in the mount's user namespace (opened before joining, the mount fails with EINVAL).
+  if (user_ns_fd >= 0 && setns(user_ns_fd, CLONE_NEWUSER) != 0) die("setns %s: %s", user_ns, strerror(errno));
+
   // /dev/fuse is opened in OUR mount namespace: the machine's may not have it.
   int fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (fuse_fd < 0) die("open /dev/fuse: %s", strerror(errno));
 
-  if (mount_ns) {  // must happen before any thread exists
-    int ns_fd = open(mount_ns, O_RDONLY | O_CLOEXEC);
-    if (ns_fd < 0) die("open %s: %s", mount_ns, strerror(errno));
-    if (setns(ns_fd, CLONE_NEWNS) != 0) die("setns %s: %s", mount_ns, strerror(errno));
-    close(ns_fd);
+  // Then become the machine's root (host uid hostId.., which its idmapped root maps to 0 on disk).
+  // After the open: /dev/fuse is 0600 host root, which the machine's root is not.
+  if (user_ns_fd >= 0 && (setgroups(0, NULL) != 0 || setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0))
+    die("become root of %s: %s", user_ns, strerror(errno));
+
+  if (mount_ns_fd >= 0) {  // must happen before any thread exists
+    if (setns(mount_ns_fd, CLONE_NEWNS) != 0) die("setns %s: %s", mount_ns, strerror(errno));
+    close(mount_ns_fd);
   }
+  if (user_ns_fd >= 0) close(user_ns_fd);
 
   root_fd = open(opt_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) die("open %s: %s", opt_dir, strerror(errno));

@@ -302,6 +302,37 @@ export const alwaysIncluded = ['sudo'] as const;
  */
 const sudoEnvKeep = ['DEBIAN_FRONTEND', 'TERM', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'PIP_CERT', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'];
 
+/** The docker resume unit of docs/design/system-container.md (a no-op unless strata provides the list). */
+const resumeDockerUnit = [
+  '[Unit]',
+  'Description=strata: restart the docker containers that were running when the snapshot was taken',
+  'ConditionPathExists=/run/strata/resume-containers',
+  'ConditionPathExists=/usr/bin/docker',
+  'After=docker.service',
+  'Wants=docker.service',
+  '',
+  '[Service]',
+  'Type=oneshot',
+  "ExecStart=/bin/sh -c 'xargs -r docker start < /run/strata/resume-containers'",
+  '',
+  '[Install]',
+  'WantedBy=multi-user.target',
+];
+
+/**
+ * Images for system-container machines (recipe `system: true`; docs/design/system-container.md):
+ * - the kernel debug/tracing mounts fail in a user namespace and would leave systemd `degraded`: masked
+ *   (a /dev/null link is what `systemctl mask` writes; the host need not have systemctl);
+ * - docker inside must use overlay2: left alone it picks btrfs, whose nested subvolumes vanish from
+ *   snapshots and block deleting the machine's subvolume;
+ * - the unit that restarts the docker containers that ran when the snapshot was taken.
+ */
+const systemImageHooks = [
+  '--customize-hook=mkdir -p "$1/etc/systemd/system" && ln -sf /dev/null "$1/etc/systemd/system/sys-kernel-debug.mount" && ln -sf /dev/null "$1/etc/systemd/system/sys-kernel-tracing.mount"',
+  '--customize-hook=mkdir -p "$1/etc/docker" && echo \'{"storage-driver": "overlay2"}\' > "$1/etc/docker/daemon.json"',
+  `--customize-hook=printf '%s\\n' ${resumeDockerUnit.map((line) => `'${line.replace(/'/g, `'\\''`)}'`).join(' ')} > "$1/etc/systemd/system/strata-resume-docker.service" && mkdir -p "$1/etc/systemd/system/multi-user.target.wants" && ln -sf /etc/systemd/system/strata-resume-docker.service "$1/etc/systemd/system/multi-user.target.wants/strata-resume-docker.service"`,
+];
+
 export function mmdebstrapArgs(recipe: ImageRecipe, target: string, extraHooks: readonly string[] = []): string[] {
   const args = [
     `--variant=${recipe.variant}`,
@@ -322,6 +353,7 @@ export function mmdebstrapArgs(recipe: ImageRecipe, target: string, extraHooks: 
     `--customize-hook=printf '%s\\n' 'Defaults env_keep += "${sudoEnvKeep.join(' ')}"' '%root ALL=(ALL:ALL) NOPASSWD: ALL' > "$1/etc/sudoers.d/strata" && chmod 0440 "$1/etc/sudoers.d/strata"`,
     // The mountpoint of trust_host_ca's certificates exists in the image, so no machine creates it.
     '--customize-hook=mkdir -p "$1/etc/strata/host-ca"',
+    ...(recipe.system ? systemImageHooks : []),
     ...extraHooks,
   ];
   const include = [...new Set([...alwaysIncluded, ...recipe.include])];

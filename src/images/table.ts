@@ -45,6 +45,13 @@ export const mmdebstrapRecipeSchema = z
     keyring: z.string().startsWith('/').optional(),
     architecture: z.string().regex(/^[a-z0-9-]+$/).optional(),
     node: nodeSpecSchema.optional(),
+    /**
+     * For system-container machines (MachineSpec.kind 'system'): the image carries what systemd as
+     * PID 1 needs in a user namespace (masked kernel-debug mounts, docker's overlay2 daemon.json, the
+     * docker resume unit; see docs/design/system-container.md). Absent on every other image, so their
+     * recipe hashes stay as they are.
+     */
+    system: z.literal(true).optional(),
   })
   .strict();
 
@@ -56,6 +63,8 @@ export const derivedRecipeSchema = z
     /** Debian packages added to the base's. */
     include: z.array(packageName).default([]),
     node: nodeSpecSchema.optional(),
+    /** See the mmdebstrap recipe's `system`; inherited from the base when absent. */
+    system: z.literal(true).optional(),
   })
   .strict();
 
@@ -145,7 +154,8 @@ export function mergeImageTables(builtIn: Record<string, ImageTableEntry>, site:
     else {
       const base = resolve(entry.base, [...chain, name]);
       const node = entry.node ?? base.node;
-      recipe = { ...base, include: [...new Set([...base.include, ...entry.include])], ...(node ? { node } : {}) };
+      const system = entry.system ?? base.system;
+      recipe = { ...base, include: [...new Set([...base.include, ...entry.include])], ...(node ? { node } : {}), ...(system ? { system } : {}) };
     }
     resolved.set(name, recipe);
     return recipe;

@@ -39,6 +39,27 @@ export interface MachineSpec {
    * user namespace can map the host's root). The machine itself gains no privilege.
    */
   nestedContainers?: boolean;
+  /**
+   * 'container' (the default): today's machine, a bash reaper as PID 1 in the host's user namespace.
+   * 'system' (opt-in; docs/design/system-container.md): a system container — its own user namespace
+   * whose root is an unprivileged host uid (a range per machine), the rootfs and writable `mounts`
+   * mounted idmapped (ownership on disk stays 0-based), a delegated cgroup2 view, and systemd as PID 1
+   * (`/sbin/init` of the rootfs; images without it get the bash reaper). start() returns once systemd
+   * reports `running` or `degraded` (see Machine.boot). nestedContainers is implied: container runtimes
+   * run inside as in a VM.
+   */
+  kind?: MachineKind;
+}
+
+export type MachineKind = 'container' | 'system';
+
+/** How a system machine's boot ended (start() waited for it). */
+export interface MachineBoot {
+  /** systemd's `is-system-running`: 'degraded' means some units failed (listed), the machine is usable. */
+  state: 'running' | 'degraded' | 'no-init';
+  failedUnits: string[];
+  /** From `runc run` until the state was reached. */
+  durationMs: number;
 }
 
 export interface DirectoryMount {
@@ -110,6 +131,8 @@ export interface Machine {
    * machine's namespaces: mounts made after `setns` into ns/mnt are seen by every later exec.
    */
   readonly pid: number;
+  /** System machines (MachineSpec.kind 'system'): how systemd's boot went. Absent for other machines. */
+  readonly boot?: MachineBoot;
   exec(request: ExecRequest): Promise<ExecOutcome>;
   startBackground(request: BackgroundRequest): Promise<BackgroundProcess>;
   /** Stops every process of the machine (they keep existing) so its root can be snapshotted. */

@@ -3,7 +3,7 @@
 // native/tracefs/tracefs.c). We talk to it over its stdin/stdout, one line per command and reply.
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { StrataError } from '../errors.js';
@@ -65,6 +65,8 @@ export async function attachFuse(opts: AttachOptions, options: FuseRecorderOptio
   }
   const args = ['--dir', opts.dir, '--prefix', opts.machinePrefix];
   if (opts.mountNamespacePid !== undefined) args.push('--mount-ns', `/proc/${opts.mountNamespacePid}/ns/mnt`);
+  // A system machine (own user namespace, idmapped root): the daemon must work as the machine's root.
+  if (opts.mountNamespacePid !== undefined && hasOwnUserNamespace(opts.mountNamespacePid)) args.push('--user-ns', `/proc/${opts.mountNamespacePid}/ns/user`);
   if (options.cacheTimeoutSeconds !== undefined) args.push('--timeout', String(options.cacheTimeoutSeconds));
   const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const session = new FuseSession(child, opts, options.commandTimeoutMs ?? 60_000);
@@ -73,6 +75,15 @@ export async function attachFuse(opts: AttachOptions, options: FuseRecorderOptio
   } catch (error) {
     await session.detach(); // kills it if needed and removes a mount it may have left
     throw error;
+  }
+}
+
+/** Whether process `pid` lives in a user namespace other than ours (a system machine's). */
+function hasOwnUserNamespace(pid: number): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/user`) !== readlinkSync('/proc/self/ns/user');
+  } catch {
+    return false; // gone: the attach fails on its mount namespace with a clearer message
   }
 }
 

@@ -4,6 +4,8 @@
 // would not). Each exec runs in its own child freezer cgroup: a timeout or cancel freezes and kills
 // exactly that exec's process tree, daemons it started with setsid included, and leaves background
 // processes of other execs alone. State for crash recovery lives in <stateRoot>/machines/<name>/.
+// MachineSpec.kind 'system' starts a system container instead (system.ts, spec.ts): same runc, same
+// execs and cgroups, plus a user namespace, idmapped mounts and systemd as PID 1.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync } from 'node:fs';
@@ -20,6 +22,7 @@ import type {
   ExecOutcome,
   ExecRequest,
   Machine,
+  MachineBoot,
   MachineSpec,
   OutputChunk,
   ReapReport,
@@ -31,6 +34,19 @@ import { MachineCgroups, detectCgroupVersion, removeCgroupTree } from './cgroups
 import { startSlirp, slirpDns } from './slirp.js';
 import type { Slirp } from './slirp.js';
 import { defaultPath, machineConfig, ociProcess } from './spec.js';
+import type { CapabilityMode, SystemMachineConfig } from './spec.js';
+import {
+  claimUidRange,
+  defaultIdmountBinary,
+  defaultUidRangeRegistry,
+  hasInit,
+  idmapMount,
+  makeSearchable,
+  releaseDeadUidRanges,
+  releaseUidRange,
+  unmountBelow,
+} from './system.js';
+import type { UidRangeClaim } from './system.js';
 import { sleep } from '../../util/sleep.js';
 
 export interface RuncSandboxOptions {
@@ -38,6 +54,12 @@ export interface RuncSandboxOptions {
   prefix?: string;
   /** Default /run/strata: runc state in <stateRoot>/runc, ours in <stateRoot>/machines. */
   stateRoot?: string;
+  /** System machines: where uid ranges are claimed. Host-wide by default, whatever the state root. */
+  uidRangeRegistry?: string;
+  /** System machines: the idmapped-mount helper (default native/build/strata-idmount). */
+  idmountBinary?: string;
+  /** System machines: how long start() waits for systemd's boot. Default 120 s (a busy 2-core host boots in ~1 s). */
+  bootTimeoutMs?: number;
 }
 
 interface MachineRecord {
@@ -45,6 +67,8 @@ interface MachineRecord {
   rootfs: string;
   pid: number;
   slirpPid?: number;
+  /** System machines: the uid range claim to release. */
+  uidRangeClaim?: string;
 }
 
 /** How long an exec's output is still forwarded after its shell exited while a daemon it started keeps the pipe. */
@@ -58,6 +82,9 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
   const runcRoot = join(stateRoot, 'runc');
   const machinesDir = join(stateRoot, 'machines');
   const runc = (args: string[]) => exec('runc', ['--root', runcRoot, ...args]);
+  const uidRangeRegistry = options.uidRangeRegistry ?? defaultUidRangeRegistry;
+  const idmountBinary = options.idmountBinary ?? defaultIdmountBinary();
+  const bootTimeoutMs = options.bootTimeoutMs ?? 120_000;
 
   async function start(spec: MachineSpec): Promise<Machine> {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(spec.id)) {
@@ -83,15 +110,61 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
     const hostname = spec.hostname ?? spec.id;
     // resolv.conf and hosts are bind-mounted from the state dir rather than written into the rootfs:
     // they describe this machine's network, not the snapshot's.
-    const fileMounts = [{ source: join(stateDir, 'hosts'), destination: '/etc/hosts' }];
+    const fileMounts: { source: string; destination: string; readOnly?: boolean }[] = [{ source: join(stateDir, 'hosts'), destination: '/etc/hosts' }];
     await writeFile(join(stateDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t${hostname}\n`);
     if (spec.network === 'outbound') {
       await writeFile(join(stateDir, 'resolv.conf'), `nameserver ${slirpDns}\n`);
       fileMounts.push({ source: join(stateDir, 'resolv.conf'), destination: '/etc/resolv.conf' });
     }
-    for (const mount of spec.mounts ?? []) fileMounts.push({ source: mount.source, destination: mount.destination, ...(mount.readOnly ? { readOnly: true } : {}) });
+    const kind = spec.kind ?? 'container';
+    let claim: UidRangeClaim | undefined;
+    let system: SystemMachineConfig | undefined;
+    let rootfs = spec.rootfs;
+    try {
+      if (kind === 'system') {
+        if (cgroups.version !== 'v1' || !existsSync('/sys/fs/cgroup/unified/cgroup.procs')) {
+          throw new StrataError('STRATA_SANDBOX_START', 'system machines need a hybrid cgroup host (cgroup v1 controllers plus the unified v2 tree) for now', {
+            hint: 'on a pure cgroup v2 host the machine would need a delegated child cgroup (docs/design/system-container.md, risks); use the default machine kind',
+          });
+        }
+        await makeSearchable(stateRoot, stateDir);
+        claim = await claimUidRange(uidRangeRegistry, name, stateDir);
+        // systemd sets the hostname from /etc/hostname (overriding runc's): give it this machine's.
+        await writeFile(join(stateDir, 'hostname'), `${hostname}\n`);
+        fileMounts.push({ source: join(stateDir, 'hostname'), destination: '/etc/hostname' });
+        // The idmapped mounts live in the state dir only until runc has cloned them (see below).
+        rootfs = join(stateDir, 'rootfs');
+        mkdirSync(rootfs);
+        await idmapMount(idmountBinary, spec.rootfs, rootfs, claim);
+        let index = 0;
+        for (const mount of spec.mounts ?? []) {
+          // Writable host directories must be idmapped, or the machine sees them as nobody's (apt's
+          // chown in /var/cache/apt/archives fails). Read-only ones are fine as they are.
+          if (mount.readOnly) fileMounts.push({ source: mount.source, destination: mount.destination, readOnly: true });
+          else {
+            const mapped = join(stateDir, `mnt-${index++}`);
+            mkdirSync(mapped);
+            await idmapMount(idmountBinary, mount.source, mapped, claim);
+            fileMounts.push({ source: mapped, destination: mount.destination });
+          }
+        }
+        system = {
+          hostId: claim.hostId,
+          size: claim.size,
+          unifiedCgroupDir: join('/sys/fs/cgroup/unified', cgroups.cgroupsPath),
+          init: (await hasInit(spec.rootfs)) ? 'systemd' : 'reaper',
+        };
+      } else {
+        for (const mount of spec.mounts ?? []) fileMounts.push({ source: mount.source, destination: mount.destination, ...(mount.readOnly ? { readOnly: true } : {}) });
+      }
+    } catch (error) {
+      await unmountBelow(stateDir);
+      if (claim) await releaseUidRange(claim.path, stateDir);
+      await rm(stateDir, { recursive: true, force: true });
+      throw error;
+    }
     const config = machineConfig({
-      rootfs: spec.rootfs,
+      rootfs,
       hostname,
       cgroupsPath: cgroups.cgroupsPath,
       memoryBytes: spec.memoryBytes,
@@ -99,14 +172,20 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
       pidsLimit: spec.pidsLimit ?? 4096,
       fileMounts,
       nestedContainers: spec.nestedContainers ?? false,
+      ...(system ? { system } : {}),
     });
     await writeFile(join(stateDir, 'config.json'), JSON.stringify(config, null, 1));
+    const record: MachineRecord = { name, rootfs: spec.rootfs, pid: 0, ...(claim ? { uidRangeClaim: claim.path } : {}) };
+    // A system machine's record is written before runc runs: a crash from here on leaves the claim to reap.
+    if (claim) await writeFile(join(stateDir, 'machine.json'), JSON.stringify(record));
+    const capabilityMode: CapabilityMode = system ? 'system' : { nestedContainers: spec.nestedContainers ?? false };
 
     let machine: RuncMachine | undefined;
     try {
       // runc hands its stdio to the machine's init: give it a log file, never a pipe we wait on.
       const logPath = join(stateDir, 'runc.log');
       const log = openSync(logPath, 'a');
+      const runStartedAt = performance.now();
       const started = await new Promise<number | null>((resolve) => {
         const child = spawn(
           'runc',
@@ -117,20 +196,23 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
         child.once('exit', (code) => resolve(code));
       });
       closeSync(log);
+      // runc cloned the idmapped mounts into the machine's mount namespace: the host's copies can go.
+      if (system) await unmountBelow(stateDir);
       if (started !== 0) {
         throw new StrataError('STRATA_SANDBOX_START', `runc run ${name} failed: ${readFileSync(logPath, 'utf8').trim()}`, {
           hint: 'is runc installed, and is the rootfs a Debian-like tree with /bin/bash?',
         });
       }
       const pid = Number(readFileSync(join(stateDir, 'init.pid'), 'utf8'));
-      machine = new RuncMachine(spec.id, name, spec.rootfs, pid, stateDir, cgroups, runcRoot, spec.nestedContainers ?? false);
-      const record: MachineRecord = { name, rootfs: spec.rootfs, pid };
+      machine = new RuncMachine(spec.id, name, spec.rootfs, pid, stateDir, cgroups, runcRoot, capabilityMode, claim?.path);
+      record.pid = pid;
       await writeFile(join(stateDir, 'machine.json'), JSON.stringify(record));
       if (spec.network === 'outbound') {
         machine.slirp = await startSlirp(pid, join(stateDir, 'slirp.log'), undefined, spec.portForwarding ? join(stateDir, 'slirp.sock') : undefined);
         record.slirpPid = machine.slirp.pid;
         await writeFile(join(stateDir, 'machine.json'), JSON.stringify(record));
       }
+      if (system) machine.boot = await waitForBoot(machine, system.init === 'systemd', runStartedAt, bootTimeoutMs);
       return machine;
     } catch (error) {
       if (machine) await machine.destroy();
@@ -142,9 +224,11 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
   /** Removes every trace of a machine by name, whatever state it was left in. */
   async function removeMachine(name: string): Promise<void> {
     const stateDir = join(machinesDir, name);
+    let claimPath: string | undefined;
     try {
       const record = JSON.parse(await readFile(join(stateDir, 'machine.json'), 'utf8')) as MachineRecord;
       if (record.slirpPid !== undefined) killIfCommand(record.slirpPid, 'slirp4netns');
+      claimPath = record.uidRangeClaim;
     } catch {
       // no record: nothing but cgroups and runc state to remove
     }
@@ -152,6 +236,10 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
     await killEverything(cgroups);
     await runc(['delete', '--force', name]);
     await removeCgroups(cgroups);
+    // Idmapped mounts of a system machine's start that crashed before runc took them (before its
+    // record was written, too): never rm -r through them into the machine's root or a CACHE dir.
+    await unmountBelow(stateDir);
+    if (claimPath !== undefined) await releaseUidRange(claimPath, stateDir);
     await rm(stateDir, { recursive: true, force: true });
   }
 
@@ -163,6 +251,9 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
     // Cgroups are found through these names only, never by scanning for the prefix: another engine
     // (or test run) with its own state root may use a longer name with the same prefix.
     for (const name of names) await removeMachine(name);
+    // Uid ranges of these machines (a claim made before its record was written), and claims anyone left
+    // whose machine's state dir is gone.
+    await releaseDeadUidRanges(uidRangeRegistry, new Set([...names].map((name) => join(machinesDir, name))));
     return { machines: [...names].sort() };
   }
 
@@ -205,8 +296,44 @@ interface RunningProcess {
   outputDone: Promise<void>;
 }
 
+/**
+ * Polls `systemctl is-system-running` until systemd says `running` or `degraded` (right after `runc
+ * run` it cannot even connect to its bus yet). `degraded` is accepted: the machine is usable, and the
+ * failed units are reported in Machine.boot.
+ */
+async function waitForBoot(machine: RuncMachine, systemd: boolean, startedAt: number, timeoutMs: number): Promise<MachineBoot> {
+  if (!systemd) return { state: 'no-init', failedUnits: [], durationMs: performance.now() - startedAt };
+  const deadline = startedAt + timeoutMs;
+  let state = '';
+  while (performance.now() < deadline) {
+    let output = '';
+    await machine.exec({ command: 'systemctl is-system-running 2>/dev/null', timeoutMs: 30_000, onOutput: (chunk) => (output += chunk.data.toString()) });
+    state = output.trim();
+    if (state === 'running' || state === 'degraded') {
+      const durationMs = performance.now() - startedAt;
+      return { state, failedUnits: state === 'degraded' ? await failedUnits(machine) : [], durationMs };
+    }
+    if (state === 'maintenance' || state === 'stopping') break;
+    await sleep(20);
+  }
+  const failed = await failedUnits(machine).catch(() => []);
+  throw new StrataError('STRATA_SANDBOX_START', `machine ${machine.id}: systemd did not finish booting (state ${JSON.stringify(state || 'unknown')}${failed.length > 0 ? `, failed units: ${failed.join(', ')}` : ''})`, {
+    hint: `waited ${Math.round(timeoutMs / 1000)} s; look at journalctl -b inside the machine`,
+  });
+}
+
+async function failedUnits(machine: RuncMachine): Promise<string[]> {
+  let output = '';
+  await machine.exec({ command: 'systemctl list-units --failed --plain --no-legend 2>/dev/null', timeoutMs: 30_000, onOutput: (chunk) => (output += chunk.data.toString()) });
+  return output
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/)[0] ?? '')
+    .filter((unit) => unit !== '');
+}
+
 class RuncMachine implements Machine {
   slirp: Slirp | undefined;
+  boot: MachineBoot | undefined;
   private execCounter = 0;
   /** Exec cgroups that still held processes (setsid daemons) when their exec ended. */
   private readonly lingeringCgroups = new Set<string>();
@@ -222,7 +349,8 @@ class RuncMachine implements Machine {
     private readonly stateDir: string,
     private readonly cgroups: MachineCgroups,
     private readonly runcRoot: string,
-    private readonly nestedContainers: boolean,
+    private readonly capabilityMode: CapabilityMode,
+    private readonly uidRangeClaim?: string,
   ) {}
 
   /**
@@ -241,7 +369,7 @@ class RuncMachine implements Machine {
     const marker = `\x1estrata-end-${randomBytes(12).toString('hex')}\x1e`;
     const wrapperScript = 'exec 4>&2 2>/dev/null; bash -c "$1" 2>&4 3>&- 4>&-; s=$?; printf %s "$2"; printf %s "$2" >&4; echo $s >&3';
     const wrapper = ['/bin/bash', '-c', wrapperScript, 'strata-exec', request.command, marker];
-    const processSpec = ociProcess(wrapper, env, request.workdir ?? user.home, user, this.nestedContainers);
+    const processSpec = ociProcess(wrapper, env, request.workdir ?? user.home, user, this.capabilityMode);
     const execName = `exec-${++this.execCounter}`;
     const processFile = join(this.stateDir, `${execName}.json`);
     await writeFile(processFile, JSON.stringify(processSpec));
@@ -476,6 +604,10 @@ class RuncMachine implements Machine {
     await Promise.all(attached);
     await exec('runc', ['--root', this.runcRoot, 'delete', '--force', this.name]);
     await removeCgroups(this.cgroups);
+    if (this.uidRangeClaim !== undefined) {
+      await unmountBelow(this.stateDir);
+      await releaseUidRange(this.uidRangeClaim, this.stateDir);
+    }
     await rm(this.stateDir, { recursive: true, force: true });
   }
 }

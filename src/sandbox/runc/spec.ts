@@ -28,6 +28,26 @@ export function machineCapabilities(nestedContainers: boolean): string[] {
   return nestedContainers ? rootCapabilities.filter((cap) => cap !== 'CAP_SETFCAP') : rootCapabilities;
 }
 
+/**
+ * Every capability runc 1.1 knows (41). A system machine's root gets them all: they are scoped to the
+ * machine's own user namespace, where the host's uid 0 is not mapped at all.
+ */
+export const systemCapabilities = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW',
+  'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD',
+  'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
+  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
+];
+
+/** The capability (bounding) set of a machine's processes: see machineCapabilities and systemCapabilities. */
+export type CapabilityMode = { nestedContainers: boolean } | 'system';
+
+function boundingSet(mode: CapabilityMode): string[] {
+  return mode === 'system' ? systemCapabilities : machineCapabilities(mode.nestedContainers);
+}
+
 export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface OciProcess {
@@ -42,8 +62,8 @@ export interface OciProcess {
 
 /** A process as `user`. Root gets the capability set; other users only keep it in the bounding set
  * (so setuid programs like sudo still work) — runc would otherwise hand them ambient capabilities. */
-export function ociProcess(args: string[], env: Record<string, string>, cwd: string, user: MachineUser, nestedContainers = false): OciProcess {
-  const bounding = machineCapabilities(nestedContainers);
+export function ociProcess(args: string[], env: Record<string, string>, cwd: string, user: MachineUser, capabilityMode: CapabilityMode = { nestedContainers: false }): OciProcess {
+  const bounding = boundingSet(capabilityMode);
   const capabilities = user.uid === 0 ? bounding : [];
   const process: OciProcess = {
     terminal: false,
@@ -76,6 +96,21 @@ export interface MachineConfigInput {
   fileMounts: { source: string; destination: string; readOnly?: boolean }[];
   /** See MachineSpec.nestedContainers. */
   nestedContainers?: boolean;
+  /** A system container (MachineSpec.kind 'system'); `rootfs` is then the idmapped mount of the machine's root. */
+  system?: SystemMachineConfig;
+}
+
+export interface SystemMachineConfig {
+  /** The host uid/gid of the machine's root; the machine maps 0..size-1 to hostId.. */
+  hostId: number;
+  size: number;
+  /**
+   * The machine's cgroup v2 directory on the host (/sys/fs/cgroup/unified/strata/<name> on a hybrid
+   * host), delegated to the machine's root by a createRuntime hook.
+   */
+  unifiedCgroupDir: string;
+  /** PID 1: /sbin/init (systemd), or today's bash reaper for a root without one. */
+  init: 'systemd' | 'reaper';
 }
 
 /** Where the hidden proc and sysfs of a machine with nested containers are mounted (then covered). */
@@ -109,9 +144,10 @@ export function machineConfig(input: MachineConfigInput): object {
     input.memoryBytes === undefined
       ? undefined
       : { limit: input.memoryBytes, ...(input.limitSwap ? { swap: input.memoryBytes } : {}) };
+  if (input.system) return systemMachineConfig(input, input.system, memory);
   return {
     ociVersion: '1.0.2',
-    process: ociProcess(initArgs, { PATH: defaultPath }, '/', root, input.nestedContainers),
+    process: ociProcess(initArgs, { PATH: defaultPath }, '/', root, { nestedContainers: input.nestedContainers ?? false }),
     root: { path: input.rootfs, readonly: false },
     hostname: input.hostname,
     mounts: [
@@ -155,6 +191,84 @@ export function machineConfig(input: MachineConfigInput): object {
         '/proc/scsi',
       ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}
+
+const maskedPaths = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/sys/firmware',
+  '/proc/scsi',
+];
+
+/**
+ * A system container (docs/design/system-container.md): its own user namespace (root = an unprivileged
+ * host uid), systemd as PID 1 with a delegated cgroup2 view of its own, /sys read-write (a
+ * read-only one makes the kernel refuse `docker run --privileged`'s sysfs; host-global sysfs files
+ * stay unwritable: they belong to the initial namespace's root), /proc/sys writable (every sysctl a
+ * user namespace may write is namespaced), /run on a tmpfs (a snapshot's stale pid files and sockets
+ * vanish at boot, as on a VM), /dev/fuse and /dev/net/tun.
+ */
+function systemMachineConfig(input: MachineConfigInput, system: SystemMachineConfig, memory: object | undefined): object {
+  const dir = system.unifiedCgroupDir;
+  // cgroup v2 delegation: the directory and these three files, not cgroup.freeze/cgroup.kill.
+  const delegate = 'chown "$1:$1" "$2" "$2/cgroup.procs" "$2/cgroup.threads" "$2/cgroup.subtree_control"';
+  const env: Record<string, string> = system.init === 'systemd' ? { PATH: defaultPath, container: 'strata' } : { PATH: defaultPath };
+  const range = [{ containerID: 0, hostID: system.hostId, size: system.size }];
+  return {
+    ociVersion: '1.0.2',
+    process: ociProcess(system.init === 'systemd' ? ['/sbin/init'] : initArgs, env, '/', root, 'system'),
+    root: { path: input.rootfs, readonly: false },
+    hostname: input.hostname,
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      {
+        destination: '/dev/pts',
+        type: 'devpts',
+        source: 'devpts',
+        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+      },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/sys/fs/cgroup', type: 'cgroup2', source: 'cgroup2', options: ['nosuid', 'noexec', 'nodev', 'rw'] },
+      { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755', 'size=65536k'] },
+      ...input.fileMounts.map((mount) => ({
+        destination: mount.destination,
+        type: 'bind',
+        source: mount.source,
+        options: mount.readOnly ? ['rbind', 'rprivate', 'ro'] : ['rbind', 'rprivate'],
+      })),
+    ],
+    hooks: { createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', delegate, 'strata-delegate-cgroup', String(system.hostId), dir] }] },
+    linux: {
+      cgroupsPath: input.cgroupsPath,
+      uidMappings: range,
+      gidMappings: range,
+      devices: [
+        { path: '/dev/fuse', type: 'c', major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 0 },
+        { path: '/dev/net/tun', type: 'c', major: 10, minor: 200, fileMode: 0o666, uid: 0, gid: 0 },
+      ],
+      resources: {
+        devices: [
+          { allow: false, access: 'rwm' }, // runc adds its default devices (null, zero, tty, ...)
+          { allow: true, type: 'c', major: 10, minor: 229, access: 'rwm' },
+          { allow: true, type: 'c', major: 10, minor: 200, access: 'rwm' },
+        ],
+        pids: { limit: input.pidsLimit },
+        ...(memory ? { memory } : {}),
+      },
+      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'user' }, { type: 'cgroup' }],
+      maskedPaths,
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sysrq-trigger'],
     },
   };
 }
