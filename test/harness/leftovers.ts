@@ -274,6 +274,8 @@ function main(argv: string[]): number {
   if (command === 'check' && left.length > 0) {
     console.error(`leftovers: the test run left ${left.length} thing(s) on this host (removing them now):`);
     for (const item of left) console.error(`  ${item.label}`);
+  } else if (left.length > 0) {
+    console.error(`leftovers: removing ${left.length} thing(s) the interrupted run made (${[...new Set(left.map((item) => item.kind))].join(', ')})`);
   }
   // STRATA_TEST_LEFTOVERS=list: report only (a developer running other work on the host beside the suite).
   if (process.env.STRATA_TEST_LEFTOVERS === 'list') return left.length > 0 && command === 'check' ? 1 : 0;
