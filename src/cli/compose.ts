@@ -169,6 +169,20 @@ function utf8Output(onOutput: (stream: 'stdout' | 'stderr', text: string) => voi
 }
 
 /**
+ * A root whose /sbin/init is an executable (systemd, from an image recipe with `system: true` or a
+ * package a step installed) boots as a system machine, as a VM would from that disk: its own user
+ * namespace, systemd as PID 1, services that start on install and come back after a restore
+ * (docs/design/system-container.md). Others are today's container machines. The choice follows the
+ * snapshot's content, so steps, previews, shells and debug terminals of one state all agree. Hosts
+ * without the hybrid cgroup layout system machines need (and STRATA_SYSTEM_MACHINES=0) keep containers.
+ */
+async function machineKindOf(rootfs: string): Promise<'system' | 'container'> {
+  if (process.env.STRATA_SYSTEM_MACHINES === '0') return 'container';
+  const { hasInit, systemMachinesSupported } = await import('../sandbox/runc/system.js');
+  return systemMachinesSupported() && (await hasInit(rootfs)) ? 'system' : 'container';
+}
+
+/**
  * The runc sandbox as the engine's narrow machine port: outbound network, output decoded as UTF-8. With
  * `hostCa`, every machine (steps, previews, shells) trusts the host's CAs: their mount, their merge into
  * the system store at start, and their environment under every process's own.
@@ -178,11 +192,13 @@ function adaptSandbox(sandbox: Sandbox, hostCa?: HostCaTrust): EngineSandbox {
   return {
     async start(request) {
       const mounts = [...(request.mounts ?? []), ...(hostCa ? [hostCa.mount] : [])];
+      const kind = await machineKindOf(request.rootfs);
       const machine = await sandbox.start({
         id: request.id,
         rootfs: request.rootfs,
         hostname: request.hostname,
         network: 'outbound',
+        ...(kind === 'system' ? { kind } : {}),
         ...(request.memoryBytes !== undefined ? { memoryBytes: request.memoryBytes } : {}),
         ...(mounts.length > 0 ? { mounts } : {}),
         ...(request.portForwarding ? { portForwarding: true } : {}),

@@ -11,13 +11,13 @@ import type { AddressInfo, Server } from 'node:net';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRuncSandbox } from '../../src/sandbox/runc/index.js';
-import { machineCgroupDirs } from '../../src/sandbox/runc/cgroups.js';
 import { defaultUidRangeRegistry, systemIdBase } from '../../src/sandbox/runc/system.js';
 import type { Machine, Sandbox } from '../../src/sandbox/types.js';
 import { exec } from '../../src/util/exec.js';
 import { attachFuse } from '../../src/trace/fuse.js';
 import { isRoot, requireRoot } from '../helpers/env.js';
 import { runSandboxConformance } from './conformance.js';
+import { runcMachineLeftovers } from './runcLeftovers.js';
 import { systemRootfsFactory } from './systemRootfs.js';
 
 const prefix = `strata-test${process.pid}-`;
@@ -50,23 +50,8 @@ function claimsOf(name: string): string[] {
 }
 
 async function leftovers(machine: Machine): Promise<string[]> {
-  const name = prefix + machine.id;
-  const found: string[] = [];
-  // every hierarchy, the unified one (which the machine's systemd filled with its own children) included
-  found.push(...machineCgroupDirs((entry) => entry === name).map((dir) => `cgroup ${dir}`));
-  if (existsSync(join(stateRoot, 'machines', name))) found.push(`state dir of ${name}`);
-  const runcList = await exec('runc', ['--root', join(stateRoot, 'runc'), 'list', '--quiet']);
-  if (runcList.stdout.split('\n').includes(name)) found.push(`runc container ${name}`);
-  const ps = await exec('ps', ['-eo', 'pid,args']);
-  for (const line of ps.stdout.split('\n')) {
-    if (/slirp4netns/.test(line) && line.includes(` ${machine.pid} `)) found.push(`process ${line.trim()}`);
-    if (line.includes(name)) found.push(`process ${line.trim()}`);
-  }
-  // The host-side idmapped mounts live in the state dir (its path names the machine).
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    if (line.includes(`${machine.rootfs}/`) || line.includes(name)) found.push(`mount ${line}`);
-  }
-  found.push(...claimsOf(name).map((claim) => `uid range claim ${claim}`));
+  const found = await runcMachineLeftovers(machine, { prefix, stateRoot });
+  found.push(...claimsOf(prefix + machine.id).map((claim) => `uid range claim ${claim}`));
   return found;
 }
 

@@ -139,6 +139,32 @@ export const initArgs = ['/bin/bash', '-c', 'trap "exit 0" TERM; while :; do sle
 
 const root: MachineUser = { name: 'root', uid: 0, gid: 0, additionalGids: [], home: '/root' };
 
+/** /proc and the /dev tree every machine gets, whatever its kind. */
+function processAndDeviceMounts(): object[] {
+  return [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+  ];
+}
+
+/** Host files and directories bind-mounted over machine paths, in order. */
+function bindMounts(fileMounts: MachineConfigInput['fileMounts']): object[] {
+  return fileMounts.map((mount) => ({
+    destination: mount.destination,
+    type: 'bind',
+    source: mount.source,
+    options: mount.readOnly ? ['rbind', 'rprivate', 'ro'] : ['rbind', 'rprivate'],
+  }));
+}
+
 export function machineConfig(input: MachineConfigInput): object {
   const memory =
     input.memoryBytes === undefined
@@ -151,24 +177,10 @@ export function machineConfig(input: MachineConfigInput): object {
     root: { path: input.rootfs, readonly: false },
     hostname: input.hostname,
     mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      {
-        destination: '/dev/pts',
-        type: 'devpts',
-        source: 'devpts',
-        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
-      },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      ...processAndDeviceMounts(),
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       ...(input.nestedContainers ? nestedContainerMounts() : []),
-      ...input.fileMounts.map((mount) => ({
-        destination: mount.destination,
-        type: 'bind',
-        source: mount.source,
-        options: mount.readOnly ? ['rbind', 'rprivate', 'ro'] : ['rbind', 'rprivate'],
-      })),
+      ...bindMounts(input.fileMounts),
     ],
     linux: {
       cgroupsPath: input.cgroupsPath,
@@ -228,25 +240,11 @@ function systemMachineConfig(input: MachineConfigInput, system: SystemMachineCon
     root: { path: input.rootfs, readonly: false },
     hostname: input.hostname,
     mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      {
-        destination: '/dev/pts',
-        type: 'devpts',
-        source: 'devpts',
-        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
-      },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      ...processAndDeviceMounts(),
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys/fs/cgroup', type: 'cgroup2', source: 'cgroup2', options: ['nosuid', 'noexec', 'nodev', 'rw'] },
       { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755', 'size=65536k'] },
-      ...input.fileMounts.map((mount) => ({
-        destination: mount.destination,
-        type: 'bind',
-        source: mount.source,
-        options: mount.readOnly ? ['rbind', 'rprivate', 'ro'] : ['rbind', 'rprivate'],
-      })),
+      ...bindMounts(input.fileMounts),
     ],
     hooks: { createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', delegate, 'strata-delegate-cgroup', String(system.hostId), dir] }] },
     linux: {
