@@ -320,17 +320,67 @@ const resumeDockerUnit = [
 ];
 
 /**
- * Images for system-container machines (recipe `system: true`; docs/design/system-container.md):
+ * Runs at every boot of a system machine before docker: lists the containers that were running when the
+ * snapshot was taken and would not come back by themselves (restart policy "no", compose's default), for
+ * the resume unit. A snapshot is crash-consistent, so docker's own state still says Running. As on the
+ * hosted product (which kept memory), a restored machine serves what it served.
+ */
+const resumeCaptureScript = [
+  '#!/bin/sh',
+  'list=/run/strata/resume-containers',
+  'mkdir -p /run/strata && : > "$list.tmp" || exit 0',
+  'for d in /var/lib/docker/containers/*/; do',
+  '  [ -f "$d/config.v2.json" ] && [ -f "$d/hostconfig.json" ] || continue',
+  '  grep -q \'"Running":true\' "$d/config.v2.json" || continue',
+  '  grep -Eq \'"RestartPolicy":[{]"Name":"(no)?"\' "$d/hostconfig.json" || continue',
+  '  basename "$d" >> "$list.tmp"',
+  'done',
+  'mv "$list.tmp" "$list"',
+];
+
+const resumeCaptureUnit = [
+  '[Unit]',
+  'Description=strata: note the docker containers that were running when the snapshot was taken',
+  'ConditionPathIsDirectory=/var/lib/docker/containers',
+  'Before=docker.service strata-resume-docker.service',
+  '',
+  '[Service]',
+  'Type=oneshot',
+  'ExecStart=/bin/sh /usr/local/lib/strata/resume-capture.sh',
+  '',
+  '[Install]',
+  'WantedBy=multi-user.target',
+];
+
+/** An mmdebstrap hook that writes `lines` to `path` in the image (single quotes escaped for sh). */
+function writeFileHook(path: string, lines: readonly string[]): string {
+  const quoted = lines.map((line) => `'${line.replace(/'/g, `'\\''`)}'`).join(' ');
+  return `--customize-hook=mkdir -p "$(dirname "$1${path}")" && printf '%s\\n' ${quoted} > "$1${path}"`;
+}
+
+/** An mmdebstrap hook that enables a unit for multi-user.target, as `systemctl enable` would. */
+function enableUnitHook(unit: string): string {
+  return `--customize-hook=mkdir -p "$1/etc/systemd/system/multi-user.target.wants" && ln -sf /etc/systemd/system/${unit} "$1/etc/systemd/system/multi-user.target.wants/${unit}"`;
+}
+
+/**
+ * Images for system-container machines (recipe `system: true`; docs/design/system-container.md;
+ * bump systemImageHooksVersion in table.ts when these change):
  * - the kernel debug/tracing mounts fail in a user namespace and would leave systemd `degraded`: masked
  *   (a /dev/null link is what `systemctl mask` writes; the host need not have systemctl);
  * - docker inside must use overlay2: left alone it picks btrfs, whose nested subvolumes vanish from
  *   snapshots and block deleting the machine's subvolume;
- * - the unit that restarts the docker containers that ran when the snapshot was taken.
+ * - the units that note (before docker starts) and restart (after) the docker containers that ran
+ *   when the snapshot was taken and have no restart policy of their own.
  */
 const systemImageHooks = [
   '--customize-hook=mkdir -p "$1/etc/systemd/system" && ln -sf /dev/null "$1/etc/systemd/system/sys-kernel-debug.mount" && ln -sf /dev/null "$1/etc/systemd/system/sys-kernel-tracing.mount"',
   '--customize-hook=mkdir -p "$1/etc/docker" && echo \'{"storage-driver": "overlay2"}\' > "$1/etc/docker/daemon.json"',
-  `--customize-hook=printf '%s\\n' ${resumeDockerUnit.map((line) => `'${line.replace(/'/g, `'\\''`)}'`).join(' ')} > "$1/etc/systemd/system/strata-resume-docker.service" && mkdir -p "$1/etc/systemd/system/multi-user.target.wants" && ln -sf /etc/systemd/system/strata-resume-docker.service "$1/etc/systemd/system/multi-user.target.wants/strata-resume-docker.service"`,
+  writeFileHook('/etc/systemd/system/strata-resume-docker.service', resumeDockerUnit),
+  enableUnitHook('strata-resume-docker.service'),
+  writeFileHook('/usr/local/lib/strata/resume-capture.sh', resumeCaptureScript),
+  writeFileHook('/etc/systemd/system/strata-resume-capture.service', resumeCaptureUnit),
+  enableUnitHook('strata-resume-capture.service'),
 ];
 
 export function mmdebstrapArgs(recipe: ImageRecipe, target: string, extraHooks: readonly string[] = []): string[] {

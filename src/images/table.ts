@@ -187,7 +187,10 @@ export function findRecipe(table: ImageTable, imageName: string): ImageRecipe {
   );
 }
 
-/** Hex sha256 of the recipe (keys sorted) and the builder version. */
+/** Bump when the hooks that only system images get change (src/images/ensure.ts): only they rebuild. */
+export const systemImageHooksVersion = 2;
+
+/** Hex sha256 of the recipe (keys sorted), the builder version and, for system images, their hooks' version. */
 export function recipeHash(recipe: ImageRecipe): string {
   const sorted = (value: unknown): unknown =>
     Array.isArray(value)
@@ -201,6 +204,6 @@ export function recipeHash(recipe: ImageRecipe): string {
           )
         : value;
   return createHash('sha256')
-    .update(JSON.stringify({ builder: imageBuilderVersion, recipe: sorted(recipe) }))
+    .update(JSON.stringify({ builder: imageBuilderVersion, ...(recipe.system ? { systemHooks: systemImageHooksVersion } : {}), recipe: sorted(recipe) }))
     .digest('hex');
 }

@@ -59,11 +59,9 @@ services:
     ports:
       - "8000:80"
     networks: [appnet]
-    restart: unless-stopped
   api:
     build: ./api
     networks: [appnet]
-    restart: unless-stopped
 networks:
   appnet: {}
 `;
@@ -106,7 +104,9 @@ EXPOSE WEBSITE localhost:8000
   assert.equal(await first.exited, 0, first.stderr());
 
   // The next commit changes what the last RUN read: the machine restored after `docker-compose up` boots,
-  // docker brings the app back, and the step (and the preview) reach it again.
+  // and the app is back although its containers have compose's default restart policy ("no"): they ran
+  // when the snapshot was taken, so the image's resume units start them again once docker is up (the
+  // hosted product kept them running in memory). The step and the preview reach it again.
   repo.commit('second check', { 'check.txt': 'second check\n' });
   const second = serving.track(startStrata(['run', '--plain', '--store', store, '--commit', 'HEAD', repo.dir]));
   const [, again] = await second.waitFor(/^preview: (http:\/\/127\.0\.0\.1:\d+\/) -> \S+ localhost:8000$/m, 600_000);
