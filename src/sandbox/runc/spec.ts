@@ -139,6 +139,20 @@ export const initArgs = ['/bin/bash', '-c', 'trap "exit 0" TERM; while :; do sle
 
 const root: MachineUser = { name: 'root', uid: 0, gid: 0, additionalGids: [], home: '/root' };
 
+/** Kernel files no machine may read (runc's defaults). */
+const maskedPaths = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/sys/firmware',
+  '/proc/scsi',
+];
+
 /** /proc and the /dev tree every machine gets, whatever its kind. */
 function processAndDeviceMounts(): object[] {
   return [
@@ -190,35 +204,12 @@ export function machineConfig(input: MachineConfigInput): object {
         ...(memory ? { memory } : {}),
       },
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
-      maskedPaths: [
-        '/proc/acpi',
-        '/proc/asound',
-        '/proc/kcore',
-        '/proc/keys',
-        '/proc/latency_stats',
-        '/proc/timer_list',
-        '/proc/timer_stats',
-        '/proc/sched_debug',
-        '/sys/firmware',
-        '/proc/scsi',
-      ],
+      maskedPaths,
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
   };
 }
 
-const maskedPaths = [
-  '/proc/acpi',
-  '/proc/asound',
-  '/proc/kcore',
-  '/proc/keys',
-  '/proc/latency_stats',
-  '/proc/timer_list',
-  '/proc/timer_stats',
-  '/proc/sched_debug',
-  '/sys/firmware',
-  '/proc/scsi',
-];
 
 /**
  * A system container (docs/design/system-container.md): its own user namespace (root = an unprivileged
