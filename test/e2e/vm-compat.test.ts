@@ -126,6 +126,6 @@ test('without trust_host_ca, npm in a machine fails on this network (bounded by 
   const started = Date.now();
   // npm retries silently for minutes here: a step timeout bounds the test.
   const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD', stepTimeoutMs: 20_000 });
-  t.diagnostic(`failed after ${Date.now() - started} ms: ${(run.output.get(stepId(0)) ?? '').trim().split('\n').slice(-3).join(' | ')}`);
+  t.diagnostic(`npm without the host CA gave up after ${Date.now() - started} ms: ${(run.output.get(stepId(0)) ?? '').trim().split('\n').slice(-3).join(' | ')}`);
   assert.notEqual(run.result.status, 'success', 'the inspecting CA is not trusted without trust_host_ca');
 });
