@@ -103,11 +103,7 @@ export class MachineCgroups {
 
   private async waitFrozen(dir: string): Promise<void> {
     for (let attempt = 0; attempt < 200; attempt++) {
-      const state =
-        this.version === 'v2'
-          ? /frozen 1/.test(readFileSync(join(dir, 'cgroup.events'), 'utf8'))
-          : readFileSync(join(dir, 'freezer.state'), 'utf8').trim() === 'FROZEN';
-      if (state) return;
+      if (this.isFrozen(dir)) return;
       await sleep(attempt < 20 ? 1 : 10);
     }
     // Not frozen after ~2 s: kill anyway; a process forked meanwhile is caught by the caller's retry.
@@ -201,12 +197,17 @@ function collectPids(dir: string): number[] {
 }
 
 /** Machine cgroup directories (/sys/fs/cgroup[/<controller>]/strata/<name>) whose name matches. */
+/** The mounted cgroup hierarchies: each v1 controller dir and the v2 tree (the root on a pure v2 host). */
+export function cgroupHierarchies(): string[] {
+  if (existsSync(join(cgroupRoot, 'cgroup.controllers'))) return [cgroupRoot];
+  return readdirSync(cgroupRoot)
+    .map((controller) => join(cgroupRoot, controller))
+    .filter((dir) => existsSync(join(dir, 'cgroup.procs')));
+}
+
 export function machineCgroupDirs(matches: (name: string) => boolean): string[] {
-  const hierarchies = existsSync(join(cgroupRoot, 'cgroup.controllers'))
-    ? [cgroupRoot]
-    : readdirSync(cgroupRoot).map((controller) => join(cgroupRoot, controller));
   const found: string[] = [];
-  for (const hierarchy of hierarchies) {
+  for (const hierarchy of cgroupHierarchies()) {
     const parent = join(hierarchy, cgroupParent);
     let entries: string[];
     try {

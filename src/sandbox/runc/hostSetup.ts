@@ -3,31 +3,15 @@
 // addresses (slirp.ts), and the `strata` parent cgroup in every hierarchy, under which each machine's
 // cgroups come and go. Made up front, so that machines of concurrent engines never race over creating or
 // removing the shared parent, and so that a run (or a test suite) leaves the host exactly as it found it.
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cgroupParent } from './cgroups.js';
+import { cgroupHierarchies, cgroupParent } from './cgroups.js';
 import { ensureHostIsolation } from './slirp.js';
-
-const cgroupRoot = '/sys/fs/cgroup';
-
-/** The mounted cgroup hierarchies: each v1 controller dir and the v2 tree (the root on a pure v2 host). */
-function hierarchies(): string[] {
-  if (existsSync(join(cgroupRoot, 'cgroup.controllers'))) return [cgroupRoot];
-  return readdirSync(cgroupRoot)
-    .map((name) => join(cgroupRoot, name))
-    .filter((dir) => {
-      try {
-        return statSync(dir).isDirectory() && existsSync(join(dir, 'cgroup.procs'));
-      } catch {
-        return false;
-      }
-    });
-}
 
 /** Creates /sys/fs/cgroup/<hierarchy>/strata where missing (a v1 cpuset parent gets its parent's cpus and mems). */
 export function ensureCgroupParents(): string[] {
   const made: string[] = [];
-  for (const hierarchy of hierarchies()) {
+  for (const hierarchy of cgroupHierarchies()) {
     const dir = join(hierarchy, cgroupParent);
     if (existsSync(dir)) continue;
     mkdirSync(dir);

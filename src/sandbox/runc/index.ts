@@ -44,6 +44,7 @@ import {
   makeSearchable,
   releaseDeadUidRanges,
   releaseUidRange,
+  systemMachinesSupported,
   unmountBelow,
 } from './system.js';
 import type { UidRangeClaim } from './system.js';
@@ -122,7 +123,7 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
     let rootfs = spec.rootfs;
     try {
       if (kind === 'system') {
-        if (cgroups.version !== 'v1' || !existsSync('/sys/fs/cgroup/unified/cgroup.procs')) {
+        if (!systemMachinesSupported()) {
           throw new StrataError('STRATA_SANDBOX_START', 'system machines need a hybrid cgroup host (cgroup v1 controllers plus the unified v2 tree) for now', {
             hint: 'on a pure cgroup v2 host the machine would need a delegated child cgroup (docs/design/system-container.md, risks); use the default machine kind',
           });
