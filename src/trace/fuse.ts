@@ -3,10 +3,11 @@
 // native/tracefs/tracefs.c). We talk to it over its stdin/stdout, one line per command and reply.
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { StrataError } from '../errors.js';
+import { hasOwnUserNamespace } from '../util/process.js';
 import { exec } from '../util/exec.js';
 import type { StepTrace } from './types.js';
 import type { AttachOptions, TraceRecorder, TraceSession } from './recorder.js';
@@ -75,15 +76,6 @@ export async function attachFuse(opts: AttachOptions, options: FuseRecorderOptio
   } catch (error) {
     await session.detach(); // kills it if needed and removes a mount it may have left
     throw error;
-  }
-}
-
-/** Whether process `pid` lives in a user namespace other than ours (a system machine's). */
-function hasOwnUserNamespace(pid: number): boolean {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/user`) !== readlinkSync('/proc/self/ns/user');
-  } catch {
-    return false; // gone: the attach fails on its mount namespace with a clearer message
   }
 }
 

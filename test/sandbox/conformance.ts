@@ -5,12 +5,13 @@ import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireRoot } from '../helpers/env.js';
 import { exec } from '../../src/util/exec.js';
+import { hasOwnUserNamespace } from '../../src/util/process.js';
 import type { ExecRequest, Machine, MachineSpec, OutputChunk, Sandbox } from '../../src/sandbox/types.js';
 
 export interface ConformanceOptions {
@@ -332,10 +333,9 @@ export function runSandboxConformance(options: ConformanceOptions): void {
     const machine = await startMachine(t);
     // As the tracer does: a machine with a user namespace of its own (a system machine, whose idmapped
     // root the host's uid 0 could not write) is joined there too.
-    const ownUserNamespace = readlinkSync(`/proc/${machine.pid}/ns/user`) !== readlinkSync('/proc/self/ns/user');
     const mounted = await exec('nsenter', [
       `--target=${machine.pid}`,
-      ...(ownUserNamespace ? ['--user'] : []),
+      ...(hasOwnUserNamespace(machine.pid) ? ['--user'] : []),
       '--mount',
       '--',
       '/bin/sh',

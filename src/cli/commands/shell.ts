@@ -3,8 +3,8 @@
 // clone: nothing done in the shell reaches the cache.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readlinkSync } from 'node:fs';
 import { StrataError } from '../../errors.js';
+import { hasOwnUserNamespace } from '../../util/process.js';
 import { snapshotKey, type SnapshotName } from '../../snapshot/types.js';
 import type { RunRecord } from '../../store/runs.js';
 import { machineDefaults } from '../../engine/machineDefaults.js';
@@ -35,10 +35,9 @@ export function pickShellSnapshot(run: RunRecord, options: { runner?: string | u
 export function machineShellCommand(machinePid: number, term: string): { file: string; args: string[] } {
   // A system machine has a user namespace of its own: the shell joins it too, as the machine's root (the
   // host's root could not create files in the idmapped root otherwise).
-  const ownUserNamespace = readlinkSync(`/proc/${machinePid}/ns/user`) !== readlinkSync('/proc/self/ns/user');
   return {
     file: 'nsenter',
-    args: ['--target', String(machinePid), ...(ownUserNamespace ? ['--user'] : []), '--mount', '--uts', '--ipc', '--net', '--pid', '--root', '--wd', '--',
+    args: ['--target', String(machinePid), ...(hasOwnUserNamespace(machinePid) ? ['--user'] : []), '--mount', '--uts', '--ipc', '--net', '--pid', '--root', '--wd', '--',
       '/usr/bin/env', '-i', `TERM=${term}`, 'HOME=/root', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       '/bin/bash', '-c', 'cd /root 2>/dev/null || cd /; exec /bin/bash -l'],
   };
