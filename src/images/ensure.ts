@@ -371,10 +371,27 @@ function enableUnitHook(unit: string): string {
  * - docker inside must use overlay2: left alone it picks btrfs, whose nested subvolumes vanish from
  *   snapshots and block deleting the machine's subvolume;
  * - the units that note (before docker starts) and restart (after) the docker containers that ran
- *   when the snapshot was taken and have no restart policy of their own.
+ *   when the snapshot was taken and have no restart policy of their own;
+ * - a restore boots the machine, and a step must find the files the previous step left whether the
+ *   machine kept running or was restored (the differential guarantee): /tmp and /var/tmp are not
+ *   emptied at boot (an empty /etc/tmpfiles.d/tmp.conf overrides systemd's), and the timers that change
+ *   the machine on a clock are masked (apt's daily download and upgrade, which on CI VMs also hold the
+ *   dpkg lock a step's apt-get waits for; tmpfiles cleaning; dpkg's database backup; fstrim, e2scrub).
  */
+const maskedUnits = [
+  'sys-kernel-debug.mount',
+  'sys-kernel-tracing.mount',
+  'apt-daily.timer',
+  'apt-daily-upgrade.timer',
+  'systemd-tmpfiles-clean.timer',
+  'dpkg-db-backup.timer',
+  'e2scrub_all.timer',
+  'fstrim.timer',
+  'man-db.timer',
+];
 const systemImageHooks = [
-  '--customize-hook=mkdir -p "$1/etc/systemd/system" && ln -sf /dev/null "$1/etc/systemd/system/sys-kernel-debug.mount" && ln -sf /dev/null "$1/etc/systemd/system/sys-kernel-tracing.mount"',
+  `--customize-hook=mkdir -p "$1/etc/systemd/system" && for unit in ${maskedUnits.join(' ')}; do ln -sf /dev/null "$1/etc/systemd/system/$unit"; done`,
+  '--customize-hook=mkdir -p "$1/etc/tmpfiles.d" && : > "$1/etc/tmpfiles.d/tmp.conf"',
   '--customize-hook=mkdir -p "$1/etc/docker" && echo \'{"storage-driver": "overlay2"}\' > "$1/etc/docker/daemon.json"',
   writeFileHook('/etc/systemd/system/strata-resume-docker.service', resumeDockerUnit),
   enableUnitHook('strata-resume-docker.service'),

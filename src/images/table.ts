@@ -188,7 +188,7 @@ export function findRecipe(table: ImageTable, imageName: string): ImageRecipe {
 }
 
 /** Bump when the hooks that only system images get change (src/images/ensure.ts): only they rebuild. */
-export const systemImageHooksVersion = 2;
+export const systemImageHooksVersion = 3;
 
 /** Hex sha256 of the recipe (keys sorted), the builder version and, for system images, their hooks' version. */
 export function recipeHash(recipe: ImageRecipe): string {

@@ -1,5 +1,5 @@
 // Services as on the VMs Layerfiles were written for (issue #12), through the real CLI on real machines:
-// an image whose /sbin/init is systemd (vm/debian-system:12, and webapp.io/docker:20.10 built on it)
+// an image whose /sbin/init is systemd (vm/debian:12, and webapp.io/docker:20.10 built on it)
 // boots as a system machine. Each Layerfile is written as a user's would be, with no strata-specific
 // line: apt without -y, packages that start their services, docker-compose with a user network and a
 // published port reached with curl in a later step and through EXPOSE WEBSITE; and the next commit
@@ -27,7 +27,7 @@ test('postgresql installed with apt runs in the next step without being started,
   const strata = stopAfterTest(t);
   const store = await temporaryStore(t, 'strata-vm-services-');
   const repo = createGitRepo(t, {
-    Layerfile: `FROM vm/debian-system:12
+    Layerfile: `FROM vm/debian:12
 RUN apt-get update -q && apt-get install -q postgresql
 RUN su postgres -c "psql -tAc 'create table visits (n int); insert into visits values (41)'"
 COPY . /app

@@ -2,8 +2,12 @@
 // directives benchmark, so both run the same recipe.
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 
-/** Installs Postgres; no init scripts inside the machine: the package must not start a server of its own. */
-export const POSTGRES_INSTALL = `RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && apt-get update -qq && apt-get install -y -qq postgresql >/dev/null`;
+/**
+ * Installs Postgres without the package's own server: policy-rc.d keeps the install from starting it,
+ * and its unit is disabled, since a system machine (like a VM) starts enabled units at every boot, and
+ * a restore boots. The Layerfile runs the server itself, with RUN BACKGROUND.
+ */
+export const POSTGRES_INSTALL = `RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && apt-get update -qq && apt-get install -y -qq postgresql >/dev/null && { ! command -v systemctl >/dev/null || systemctl disable -q postgresql; }`;
 
 /** Runs the server in the background, in the foreground of its own command (so strata re-launches it). */
 export const POSTGRES_BACKGROUND = `RUN BACKGROUND mkdir -p /run/postgresql && chown postgres:postgres /run/postgresql && exec su postgres -c '${PG_BIN}/postgres -D /var/lib/postgresql/15/main -c config_file=/etc/postgresql/15/main/postgresql.conf'`;

@@ -1,9 +1,12 @@
 // Ways out of a machine that must all be closed: the host's files by absolute path, new mounts, the
-// host's kernel settings, and TCP servers listening on the host (loopback, and its other addresses).
+// host's kernel settings, devices, and TCP servers listening on the host (loopback, and its other
+// addresses). A system machine (every vm/ image) is root of namespaces of its own: it may mount and set
+// its hostname there, as a VM may (docker needs it), so for those the test checks that nothing reaches
+// the host's: its mount table and its hostname.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import type { TestContext } from 'node:test';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
@@ -58,20 +61,31 @@ test('reliability: a machine cannot reach the host (files, mounts, sysctls, loop
     rmSync(markerDir, { recursive: true, force: true });
   });
   const hostnameBefore = hostname();
+  const probe = `strata-escape-${randomBytes(4).toString('hex')}`;
+  // Allowed in a system machine's own namespaces, harmless there; their effect must not reach the host.
+  const namespaced = [
+    `mkdir -p /tmp/m && mount -t tmpfs ${probe} /tmp/m 2>/dev/null`,
+    `hostname ${probe} 2>/dev/null`,
+    `echo ${probe} > /proc/sys/kernel/hostname 2>/dev/null`,
+  ];
   const checks: Array<[string, string]> = [
     ['read-host-file', `cat ${marker} 2>/dev/null | grep -q ${secret}`],
-    ['mount-tmpfs', 'mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>/dev/null'],
-    ['write-hostname-sysctl', 'echo escaped > /proc/sys/kernel/hostname 2>/dev/null'],
-    ['sethostname', 'hostname escaped 2>/dev/null'],
+    // A host-wide kernel setting (written with its own value: harmless if it ever worked).
+    ['write-host-sysctl', 'cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness 2>/dev/null'],
+    ['mknod-block-device', 'mknod /tmp/disk b 7 0 2>/dev/null && head -c 512 /tmp/disk >/dev/null 2>&1'],
+    ['sysrq-trigger', 'echo h > /proc/sysrq-trigger 2>/dev/null'],
     ['tcp-host-127.0.0.1', tcp('127.0.0.1', loopback.port)],
     // slirp4netns maps its gateway 10.0.2.2 to the host's loopback unless --disable-host-loopback.
     ['tcp-host-loopback-via-10.0.2.2', tcp('10.0.2.2', loopback.port)],
+    ...namespaced.map((attempt, i): [string, string] => [`namespaced-${i}`, `{ ${attempt}; false; }`]),
   ];
   const { escaped, all } = await runChecks(t, checks);
   console.log(`reliability escape: ${checks.length} attempts, ${checks.length - escaped.length} contained, escaped: ${escaped.join(', ') || 'none'}`);
   assert.ok(!all.includes(secret), 'the host marker never shows up in the output');
   assert.equal(loopback.connections(), 0, 'no connection reached the host loopback server');
   assert.equal(hostname(), hostnameBefore, 'the host hostname is unchanged');
+  // A mount that propagated out of the machine would outlive it in the host's mount table.
+  assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(probe), 'no mount made in the machine is on the host');
   assert.deepEqual(escaped, []);
 });
 

@@ -1,6 +1,6 @@
 // System-container machines (MachineSpec.kind 'system', docs/design/system-container.md) against the
 // Sandbox conformance suite: the runc backend with its own user namespace, idmapped root and systemd as
-// PID 1, on writable btrfs snapshots of vm/debian-system:12. Plus what is particular to the kind: the
+// PID 1, on writable btrfs snapshots of vm/debian:12. Plus what is particular to the kind: the
 // machine's root is an unprivileged host uid with a range of its own, and what a machine leaves.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -191,4 +191,28 @@ test('runc system: a unit that fails at boot leaves the machine usable: start() 
   let output = '';
   await machine.exec({ command: 'echo usable', onOutput: (chunk) => (output += chunk.data.toString()) });
   assert.equal(output, 'usable\n');
+});
+
+// btrfs snapshots do not descend into subvolumes: one made inside a machine would be an empty directory
+// in the next step's snapshot. Both kinds of machine, on a btrfs root (where, unfiltered, the ioctl
+// succeeds: any user with write access may create a subvolume), are refused as on a filesystem without.
+test('a machine of either kind cannot create a btrfs subvolume in its btrfs root (a snapshot would lose its content)', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const createSubvolume = (request: number) =>
+    `perl -e 'use Fcntl; sysopen(my $d, "/root", O_RDONLY|O_DIRECTORY) or die "open: $!"; my $a = pack("q a4088", 0, "nested"); ` +
+    `print ioctl($d, ${request}, $a) ? "created\\n" : "refused: $!\\n"'`;
+  for (const kind of ['container', 'system'] as const) {
+    let started: Machine | undefined;
+    t.after(() => started?.destroy()); // before the root's removal is registered
+    const rootfs = await roots.makeRootfs(t);
+    const machine = (started = await runcSandbox().start({ id: `subvol-${kind}`, rootfs, network: 'none', ...(kind === 'system' ? { kind } : {}) }));
+    // BTRFS_IOC_SUBVOL_CREATE and BTRFS_IOC_SUBVOL_CREATE_V2 (btrfs-progs uses the latter; same size of argument).
+    for (const request of [0x5000940e, 0x50009418]) {
+      let output = '';
+      const outcome = await machine.exec({ command: createSubvolume(request), onOutput: (chunk) => (output += chunk.data.toString()) });
+      assert.equal(outcome.exitCode, 0, output);
+      assert.equal(output, 'refused: Inappropriate ioctl for device\n', `${kind} machine, ioctl ${request.toString(16)}`);
+    }
+    assert.equal(existsSync(join(rootfs, 'root', 'nested')), false);
+  }
 });

@@ -1,4 +1,4 @@
-// Roots for system-container machines: writable btrfs snapshots of the vm/debian-system:12 image, as
+// Roots for system-container machines: writable btrfs snapshots of the vm/debian:12 image, as
 // in production (an overlay mount, which test/sandbox/rootfs.ts uses for default machines, cannot be
 // mounted idmapped). One store per test process, in a temporary directory on a loop-mounted btrfs
 // image; close() unmounts it, detaches its loop device and removes the directory.
@@ -13,7 +13,7 @@ import { snapshotKey } from '../../src/snapshot/types.js';
 import type { SnapshotKey, SnapshotName, SnapshotStore } from '../../src/snapshot/types.js';
 import { removeStore } from '../helpers/store.js';
 
-export const systemImage = 'vm/debian-system:12';
+export const systemImage = 'vm/debian:12';
 
 export interface SystemRootfsFactory {
   /** The store (opened on first use) and the image's committed snapshot in it. */

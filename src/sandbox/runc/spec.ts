@@ -153,6 +153,26 @@ const maskedPaths = [
   '/proc/scsi',
 ];
 
+/**
+ * btrfs subvolumes and snapshots made inside a machine: a snapshot of the machine's root would hold an
+ * empty directory where each was (btrfs snapshots do not descend into subvolumes), so the state a later
+ * step restores would silently lack them. Their ioctls fail as on a filesystem without subvolumes (ENOTTY,
+ * what the VMs' ext4 answered); tools that would use them (docker's btrfs driver, btrfs-progs) fall back or
+ * say so. BTRFS_IOC_SNAP_CREATE, BTRFS_IOC_SUBVOL_CREATE and their _V2 forms.
+ */
+const subvolumeIoctls = [0x50009401, 0x5000940e, 0x50009417, 0x50009418];
+const enotty = 25;
+const seccomp = {
+  defaultAction: 'SCMP_ACT_ALLOW',
+  architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+  syscalls: subvolumeIoctls.map((request) => ({
+    names: ['ioctl'],
+    action: 'SCMP_ACT_ERRNO',
+    errnoRet: enotty,
+    args: [{ index: 1, value: 0xffffffff, valueTwo: request, op: 'SCMP_CMP_MASKED_EQ' }],
+  })),
+};
+
 /** /proc and the /dev tree every machine gets, whatever its kind. */
 function processAndDeviceMounts(): object[] {
   return [
@@ -206,6 +226,7 @@ export function machineConfig(input: MachineConfigInput): object {
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
       maskedPaths,
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      seccomp,
     },
   };
 }
@@ -258,6 +279,7 @@ function systemMachineConfig(input: MachineConfigInput, system: SystemMachineCon
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'user' }, { type: 'cgroup' }],
       maskedPaths,
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sysrq-trigger'],
+      seccomp,
     },
   };
 }
