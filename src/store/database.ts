@@ -119,6 +119,12 @@ const MIGRATIONS: string[] = [
   );
   ALTER TABLE chain_steps ADD COLUMN split_timings TEXT;
   `,
+  `
+  -- strata serve: the web page of the pull request a job builds (its steps' LAYERCI_PULL_REQUEST), from the
+  -- forge's pull_request webhook; NULL when no pull request is behind the job (a push, a poll, a manual
+  -- trigger) and for jobs made before this column.
+  ALTER TABLE jobs ADD COLUMN pull_request_url TEXT;
+  `,
 ];
 
 /** Opens (creating if needed) the database at `file` and brings its schema up to date. */

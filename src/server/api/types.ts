@@ -29,6 +29,8 @@ export interface JobSummary {
   title: string;
   author: string;
   trigger: JobTrigger;
+  /** The web page of the pull request the job builds (its steps' LAYERCI_PULL_REQUEST); absent when none. */
+  pullRequestUrl?: string;
   status: JobStatus;
   createdAt: number;
   startedAt: number | null;

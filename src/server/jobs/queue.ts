@@ -19,6 +19,7 @@ interface JobRow {
   title: string;
   author: string;
   trigger: JobTrigger;
+  pull_request_url: string | null;
   status: JobStatus;
   no_cache: number;
   no_cache_dirs: number;
@@ -88,6 +89,8 @@ function toJob(row: JobRow): QueuedJob {
     title: row.title,
     author: row.author,
     trigger: row.trigger,
+    // Left out, not null, when there is none: JobSummary declares the field optional.
+    ...(row.pull_request_url !== null ? { pullRequestUrl: row.pull_request_url } : {}),
     status: row.status,
     createdAt: row.created_at,
     startedAt: row.started_at,
@@ -111,8 +114,8 @@ export function toSummary(job: QueuedJob): JobSummary {
 
 export function createJobQueue(db: Db): JobQueue {
   const selectJob = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?');
-  const insertJob = db.prepare(`INSERT INTO jobs (id, repo, branch, commit_id, title, author, trigger, status, no_cache, no_cache_dirs, created_at)
-    VALUES (@id, @repo, @branch, @commit, @title, @author, @trigger, 'NEW', @noCache, @noCacheDirs, @createdAt)`);
+  const insertJob = db.prepare(`INSERT INTO jobs (id, repo, branch, commit_id, title, author, trigger, pull_request_url, status, no_cache, no_cache_dirs, created_at)
+    VALUES (@id, @repo, @branch, @commit, @title, @author, @trigger, @pullRequestUrl, 'NEW', @noCache, @noCacheDirs, @createdAt)`);
   // One statement: choosing and taking the job cannot interleave with another worker's claim.
   const claimJob = db.prepare<{ now: number; leaseUntil: number; concurrency: number }, JobRow>(`
     UPDATE jobs SET status = 'RUNNING', started_at = @now, finished_at = NULL, duration_ms = NULL, lease_until = @leaseUntil, attempts = attempts + 1
@@ -158,6 +161,7 @@ export function createJobQueue(db: Db): JobQueue {
         title: job.title,
         author: job.author,
         trigger: job.trigger,
+        pullRequestUrl: job.pullRequestUrl ?? null,
         noCache: job.options?.noCache ? 1 : 0,
         noCacheDirs: job.options?.noCacheDirs ? 1 : 0,
         createdAt: now,

@@ -146,6 +146,8 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
         title: job.title,
         author: job.author,
         trigger: 'retry',
+        // A retry still builds the pull request its job built: its steps keep LAYERCI_PULL_REQUEST.
+        pullRequestUrl: job.pullRequestUrl,
         options: { noCache: options.noCache ?? false, noCacheDirs: options.noCacheDirs ?? false },
       });
     },

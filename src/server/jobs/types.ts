@@ -3,7 +3,7 @@ import type { DurationPoint, JobDetail, JobEvent, JobOptions, JobStatus, JobSumm
 import type { FastifyBaseLogger } from 'fastify';
 
 /** What a trigger enqueues: a job's identity as JobSummary shows it (`commit` a full id: triggers resolve branches first). */
-export interface NewJob extends Pick<JobSummary, 'repo' | 'branch' | 'commit' | 'title' | 'author' | 'trigger'> {
+export interface NewJob extends Pick<JobSummary, 'repo' | 'branch' | 'commit' | 'title' | 'author' | 'trigger' | 'pullRequestUrl'> {
   options?: Partial<JobOptions>;
 }
 

@@ -4,10 +4,11 @@
 import type { EngineDeps } from '../../engine/ports.js';
 import type { Reporter, RunnerEndStatus, RunnerView, StepExplanation } from '../../engine/reporter.js';
 import { runRepository, type RunOptions, type RunResult } from '../../engine/runRepository.js';
+import type { JobFacts } from '../../engine/stepEnv.js';
 import { isStrataError } from '../../errors.js';
 import type { ExposeWebsiteTarget } from '../../layerfile/types.js';
 import type { ServerConfig } from '../context.js';
-import type { JobEvent, JobStatus, JobSummary, PreviewDetail, RunnerDetail } from '../api/types.js';
+import type { JobEvent, JobStatus, JobSummary, PreviewDetail, Repo, RunnerDetail } from '../api/types.js';
 import type { RepoStore } from '../repos/types.js';
 import { commitState, type StatusPoster } from '../statuses/poster.js';
 import type { Checkouts } from './checkout.js';
@@ -78,6 +79,11 @@ export function postStatus(deps: Pick<WorkerDeps, 'config' | 'statuses' | 'repos
   });
 }
 
+/** What the engine knows of a job for its steps' LAYERCI_* variables; owner/name come from the repository's URL. */
+export function jobFacts(job: JobSummary, repo: Pick<Repo, 'url'>): JobFacts {
+  return { jobId: job.id, branch: job.branch, pullRequestUrl: job.pullRequestUrl, remoteUrl: repo.url };
+}
+
 export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
   const controller = new AbortController();
   let abortReason: 'cancel' | 'stop' | null = null;
@@ -119,8 +125,7 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
             secrets: deps.repos.secretsFor(job.repo),
             approveButton,
             signal: controller.signal,
-            // LAYERCI_* variables: the job's id and branch, owner/name from the repository's URL.
-            job: { jobId: job.id, branch: job.branch, remoteUrl: repo.url },
+            job: jobFacts(job, repo),
           },
           { ...deps.engine, reporter: recorder },
         );

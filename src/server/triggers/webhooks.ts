@@ -2,7 +2,8 @@
 // is signed with the repo's webhook secret (HMAC-SHA256 over the exact bytes received), so this plugin
 // keeps the raw body (its own content-type parser, scoped to it) and compares digests in constant time.
 // A delivery id is accepted once (replays: 409). Push → a job for `after` on the branch; a pull request
-// opened / synchronized / reopened → a job for the head commit on the head branch.
+// opened / synchronized / reopened → a job for the head commit on the head branch, carrying the pull
+// request's web page (the job's LAYERCI_PULL_REQUEST).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -33,6 +34,8 @@ const pullRequestPayload = z.object({
   action: z.string(),
   pull_request: z.object({
     title: z.string().optional(),
+    // The pull request's web page: GitHub, Gitea and Forgejo all send it; optional so a trimmed payload still builds.
+    html_url: z.string().optional(),
     user: z.object({ login: z.string().optional(), username: z.string().optional() }).partial().nullish(),
     head: z.object({ sha: z.string(), ref: z.string() }),
   }),
@@ -75,6 +78,7 @@ export function decideWebhook(event: string, payload: unknown): WebhookDecision 
         title: pr.pull_request.title ?? '',
         author: pr.pull_request.user?.login ?? pr.pull_request.user?.username ?? '',
         trigger: 'pull_request',
+        pullRequestUrl: pr.pull_request.html_url,
       },
     };
   }

@@ -100,6 +100,18 @@ test('only a NEW job is cancelled without a worker', async (t) => {
   assert.equal(queue.claim(10, 1000, 5)?.id, next.id, 'the cancelled job is skipped');
 });
 
+test('a pull request job keeps its pull request URL through insert, claim, get and list; other jobs have none', async (t) => {
+  const { queue } = await openQueue(t);
+  const url = 'https://github.com/team/app/pull/12';
+  const pr = queue.insert(job('a1', { trigger: 'pull_request', pullRequestUrl: url }), 1);
+  const push = queue.insert(job('b2'), 2);
+  assert.equal(pr.pullRequestUrl, url);
+  assert.equal(queue.claim(10, 1000, 5)?.pullRequestUrl, url, 'the worker gets it with the claimed job');
+  assert.equal(queue.get(pr.id)?.pullRequestUrl, url);
+  assert.deepEqual(queue.list({}).map((j) => [j.id, j.pullRequestUrl]), [[push.id, undefined], [pr.id, url]]);
+  assert.ok(!('pullRequestUrl' in push), 'absent, not null, for a push');
+});
+
 test('lists newest first with filters and paging; durations oldest first', async (t) => {
   const { queue } = await openQueue(t);
   const a = queue.insert(job('aaaa1111', { title: 'Fix login', branch: 'main' }), 1);

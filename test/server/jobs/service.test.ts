@@ -95,4 +95,7 @@ test('cancel of a queued job; subscribe resumes after a seq; unknown jobs are 40
   const retried = jobs.retry(job.id, { noCacheDirs: true });
   assert.notEqual(retried.id, job.id);
   assert.deepEqual([retried.trigger, retried.commit, retried.status, retried.options], ['retry', job.commit, 'NEW', { noCache: false, noCacheDirs: true }]);
+  assert.equal(retried.pullRequestUrl, undefined);
+  const pullRequest = jobs.enqueue({ repo: 'app', branch: 'feature', commit: 'd'.repeat(40), title: 't', author: 'a', trigger: 'pull_request', pullRequestUrl: 'https://github.com/team/app/pull/3' });
+  assert.equal(jobs.retry(pullRequest.id, {}).pullRequestUrl, 'https://github.com/team/app/pull/3', 'a retry builds the same pull request');
 });

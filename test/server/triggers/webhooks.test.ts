@@ -10,13 +10,14 @@ import type { ServerConfig, ServerContext } from '../../../src/server/context.js
 import { createJobService } from '../../../src/server/jobs/service.js';
 import { loadOrCreateServerKey } from '../../../src/server/repos/serverKey.js';
 import { createRepoStore } from '../../../src/server/repos/store.js';
-import { webhookRoutes } from '../../../src/server/triggers/webhooks.js';
+import { decideWebhook, webhookRoutes, type WebhookDecision } from '../../../src/server/triggers/webhooks.js';
 import { openDatabase } from '../../../src/store/database.js';
 import { temporaryStore } from '../../helpers/store.js';
 
 const SECRET = 'webhook-secret-for-tests';
 const SHA = 'a'.repeat(40);
 const PR_SHA = 'b'.repeat(40);
+const PR_URL = 'https://git.example.com/team/app/pull/7';
 
 async function setup(t: TestContext) {
   const store = await temporaryStore(t);
@@ -68,7 +69,7 @@ const pushPayload = (overrides: Record<string, unknown> = {}) => ({
 const prPayload = (action: string) => ({
   action,
   number: 7,
-  pull_request: { title: 'Add search', user: { login: 'bob' }, head: { sha: PR_SHA, ref: 'feature/search' }, base: { ref: 'main' } },
+  pull_request: { title: 'Add search', html_url: PR_URL, user: { login: 'bob' }, head: { sha: PR_SHA, ref: 'feature/search' }, base: { ref: 'main' } },
 });
 
 async function deliver(app: Awaited<ReturnType<typeof setup>>['app'], forge: Forge, event: string, delivery: string, payload: unknown, options: { secret?: string; repo?: string; headers?: Record<string, string> } = {}) {
@@ -93,6 +94,7 @@ for (const forge of ['github', 'gitea', 'forgejo'] as const) {
       { repo: stored.repo, branch: stored.branch, commit: stored.commit, title: stored.title, author: stored.author, trigger: stored.trigger, status: stored.status },
       { repo: 'app', branch: 'main', commit: SHA, title: 'Fix the login page', author: 'Ann Author', trigger: 'push', status: 'NEW' },
     );
+    assert.equal(stored.pullRequestUrl, undefined, 'no pull request behind a push');
   });
 
   test(`${forge}: a pull request opened / synchronized / reopened makes a job for its head; closed is ignored`, async (t) => {
@@ -105,7 +107,10 @@ for (const forge of ['github', 'gitea', 'forgejo'] as const) {
     const made = jobs.list({ repo: 'app' });
     assert.equal(made.length, 3);
     for (const job of made) {
-      assert.deepEqual({ branch: job.branch, commit: job.commit, title: job.title, author: job.author, trigger: job.trigger }, { branch: 'feature/search', commit: PR_SHA, title: 'Add search', author: 'bob', trigger: 'pull_request' });
+      assert.deepEqual(
+        { branch: job.branch, commit: job.commit, title: job.title, author: job.author, trigger: job.trigger, pullRequestUrl: job.pullRequestUrl },
+        { branch: 'feature/search', commit: PR_SHA, title: 'Add search', author: 'bob', trigger: 'pull_request', pullRequestUrl: PR_URL },
+      );
     }
     const closed = await deliver(app, forge, 'pull_request', `${forge}-pr-closed`, prPayload('closed'));
     assert.equal(closed.statusCode, 200);
@@ -113,6 +118,19 @@ for (const forge of ['github', 'gitea', 'forgejo'] as const) {
     assert.equal(jobs.list({}).length, 3);
   });
 }
+
+/** The job a decision asks for; fails the test when it asks for none. */
+function jobOf(decision: WebhookDecision) {
+  assert.ok(decision.kind === 'job', JSON.stringify(decision));
+  return decision.job;
+}
+
+test('decideWebhook: a pull request job carries its web page (html_url); a push job and a payload without one carry none', () => {
+  assert.equal(jobOf(decideWebhook('pull_request', prPayload('opened'))).pullRequestUrl, PR_URL);
+  const { html_url: _url, ...withoutUrl } = prPayload('opened').pull_request;
+  assert.equal(jobOf(decideWebhook('pull_request', { action: 'opened', pull_request: withoutUrl })).pullRequestUrl, undefined);
+  assert.equal(jobOf(decideWebhook('push', pushPayload())).pullRequestUrl, undefined);
+});
 
 test('a bad, missing or stale signature is refused with 401 and makes no job', async (t) => {
   const { app, jobs } = await setup(t);
