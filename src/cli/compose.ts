@@ -118,13 +118,17 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
       hostConfig,
       db: openedDb,
       async close() {
-        openedDb.close();
-        await snapshots.close();
-        // The sandbox's state dirs are empty once every machine is destroyed; leave nothing behind.
-        await rm(join(stateRoot, 'host-ca'), { recursive: true, force: true });
-        for (const dir of [join(stateRoot, 'machines'), join(stateRoot, 'runc'), stateRoot]) await rmdir(dir).catch(() => {});
-        await removeRunDirsIfEmpty();
-        await lock.release();
+        // Each part is undone even when an earlier one fails (the first failure is still thrown).
+        try {
+          openedDb.close();
+          await snapshots.close();
+        } finally {
+          // The sandbox's state dirs are empty once every machine is destroyed; leave nothing behind.
+          await rm(join(stateRoot, 'host-ca'), { recursive: true, force: true });
+          for (const dir of [join(stateRoot, 'machines'), join(stateRoot, 'runc'), stateRoot]) await rmdir(dir).catch(() => {});
+          await removeRunDirsIfEmpty();
+          await lock.release();
+        }
       },
     };
   } catch (error) {

@@ -9,8 +9,10 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, open, readFile, readdir, rename, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
+import { StrataError } from '../errors.js';
 import { execOrThrow } from '../util/exec.js';
+import { sleep } from '../util/sleep.js';
 import { changesFromSendCommands, parseSendStream } from './send-stream.js';
 import { openTreeStore, type TreeOps } from './tree-store.js';
 import type { SnapshotChange, SnapshotStore } from './types.js';
@@ -134,9 +136,32 @@ function btrfsTreeOps(root: string, mounted: Mounted | undefined): TreeOps {
       if (closed || !mounted) return;
       closed = true;
       await execOrThrow('umount', [root], btrfsFailure);
-      await execOrThrow('losetup', ['--detach', mounted.loopDevice], btrfsFailure);
+      await detachLoop(mounted.loopDevice);
     },
   };
+}
+
+/**
+ * Detaches the store's loop device and waits until it is free. While anything still holds the device
+ * open (udev probing it after the unmount, say) the kernel only marks it for detaching, and it stays
+ * attached to the image until that last close: a close() that returned then would leave the loop device
+ * behind for a moment, and an open of the same image right after would reuse a device being torn down.
+ */
+async function detachLoop(loopDevice: string): Promise<void> {
+  await execOrThrow('losetup', ['--detach', loopDevice], btrfsFailure);
+  const backingFile = `/sys/block/${basename(loopDevice)}/loop/backing_file`;
+  const deadline = Date.now() + 10_000;
+  while (await exists(backingFile)) {
+    if (Date.now() > deadline) throw new StrataError('STRATA_SNAPSHOT', `${loopDevice} is still attached 10 s after it was detached (something holds it open)`);
+    await sleep(20);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function destroyNestedSubvolumes(path: string): Promise<void> {

@@ -71,14 +71,34 @@ test('reliability: 20 concurrent runs in one engine, at two commits, all succeed
   });
   const commitA = repo.commit('A');
   const commitB = repo.commit('B', { 'version.txt': 'B\n' });
-  const reporters = Array.from({ length: runs }, () => recordingReporter());
+  // The first run of each commit starts at once; the others once both have committed their first
+  // RUN's snapshot (so there is a chain to reuse, however slowly machines boot under this load), then
+  // staggered: later runs plan while earlier ones are still writing their chains.
+  let firstLinks = 0;
+  let bothFirstLinks: () => void = () => {};
+  const firstLinksWritten = new Promise<void>((resolve) => (bothFirstLinks = resolve));
+  const reporters = Array.from({ length: runs }, (_, i) => {
+    const reporter = recordingReporter();
+    if (i > 1) return reporter;
+    return {
+      ...reporter,
+      onStepStatus(e: Parameters<NonNullable<typeof reporter.onStepStatus>>[0]) {
+        reporter.onStepStatus?.(e);
+        if (e.step === 2 && e.status === 'done' && ++firstLinks === 2) bothFirstLinks();
+      },
+    };
+  });
   engine = await openEngine({ store, reporter: {} });
   const deps = engine.deps;
   const results = await Promise.all(
-    // Staggered starts: later runs plan while earlier ones are still writing their chains.
     reporters.map(async (reporter, i) => {
-      await new Promise((resolve) => setTimeout(resolve, i * 400));
-      return runRepository({ repoDir: repo.dir, commit: i % 2 === 0 ? commitA : commitB }, { ...deps, reporter });
+      if (i > 1) {
+        await firstLinksWritten;
+        await new Promise((resolve) => setTimeout(resolve, (i - 2) * 400));
+      }
+      const run = runRepository({ repoDir: repo.dir, commit: i % 2 === 0 ? commitA : commitB }, { ...deps, reporter });
+      // A first run that fails early must not leave the others waiting (its failure is reported below).
+      return i > 1 ? run : run.finally(bothFirstLinks);
     }),
   );
   const failed = results.flatMap((r, i) => (r.status === 'success' ? [] : [`run ${i}: ${r.status} ${[...r.outcomes.values()].map((o) => o.message).join('; ')}`]));
