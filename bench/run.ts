@@ -19,6 +19,7 @@ const SUITES: Suite[] = [
   { name: 'directives', load: async () => (await import('./directives.js')).benchDirectives },
   { name: 'cachedirs', load: async () => (await import('./cachedirs.js')).benchCacheDirs },
   { name: 'buildkit', load: async () => (await import('./buildkit.js')).benchBuildkit },
+  { name: 'vm', load: async () => (await import('./vm.js')).benchVm },
 ];
 
 function formatMs(ms: number): string {
