@@ -22,14 +22,14 @@ function outputOf(stdout: string, step: number): string {
   return jsonEvents(stdout).filter((e) => e.type === 'step-output' && e.step === step).map((e) => e.data ?? '').join('');
 }
 
-test('postgresql installed with apt runs in the next step without being started, and again after a restore', { timeout: 900_000 }, async (t) => {
+test('postgresql installed with apt runs in the next step without being started (service/systemctl manage it), and again after a restore', { timeout: 900_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const strata = stopAfterTest(t);
   const store = await temporaryStore(t, 'strata-vm-services-');
   const repo = createGitRepo(t, {
     Layerfile: `FROM vm/debian:12
 RUN apt-get update -q && apt-get install -q postgresql
-RUN su postgres -c "psql -tAc 'create table visits (n int); insert into visits values (41)'"
+RUN service postgresql restart && systemctl is-active postgresql@15-main && su postgres -c "psql -tAc 'create table visits (n int); insert into visits values (41)'"
 COPY . /app
 RUN cat /app/version && su postgres -c "psql -tAc 'select n + 1 from visits'"
 `,
@@ -38,6 +38,7 @@ RUN cat /app/version && su postgres -c "psql -tAc 'select n + 1 from visits'"
   const first = await strata.run(['run', '--plain', '--store', store, '--commit', 'HEAD', repo.dir]);
   assert.equal(first.code, 0, first.stderr + first.stdout);
   // (su from /root, which postgres may not enter, says so on stderr: that line may come in between.)
+  assert.match(first.stdout, /\[main-layerfile:2\] active\n/, 'service restarts it through systemd');
   assert.match(first.stdout, /\[main-layerfile:4\] one\n/, first.stdout.slice(-2000));
   assert.match(first.stdout, /\[main-layerfile:4\] 42\n/, first.stdout.slice(-2000));
 
