@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { openEngine, type Engine } from '../src/cli/compose.js';
+import { openEngine, type Engine } from '../src/compose/engine.js';
 import { runRepository } from '../src/engine/runRepository.js';
 import { ensureImageTar } from '../src/images/ensure.js';
 import { parseBuildSteps } from './docker/buildOutput.js';

@@ -8,7 +8,7 @@
 // Each reports the whole run's wall time and the step's own time (the run minus planning, machine start
 // and snapshots).
 import { performance } from 'node:perf_hooks';
-import type { Engine } from '../src/cli/compose.js';
+import type { Engine } from '../src/compose/engine.js';
 import type { Reporter } from '../src/engine/reporter.js';
 import { runRepository } from '../src/engine/runRepository.js';
 import type { BenchRow } from './types.js';

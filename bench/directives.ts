@@ -9,7 +9,7 @@
 //   with the engine's own parallelism (max(8, 2 x cores) by default) and with 2 runners at once (the old default here).
 // (CACHE dirs kept vs --no-cache-dirs: bench/cachedirs.ts.)
 import { performance } from 'node:perf_hooks';
-import type { Engine } from '../src/cli/compose.js';
+import type { Engine } from '../src/compose/engine.js';
 import type { EngineDeps, EngineMachine } from '../src/engine/ports.js';
 import type { Reporter } from '../src/engine/reporter.js';
 import { runRepository, type RunResult } from '../src/engine/runRepository.js';

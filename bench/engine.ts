@@ -8,7 +8,7 @@ import { lstatSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { openEngine } from '../src/cli/compose.js';
+import { openEngine } from '../src/compose/engine.js';
 import { runRepository } from '../src/engine/runRepository.js';
 import type { BenchRow } from './types.js';
 import { benchRepo, median } from './util.js';

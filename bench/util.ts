@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openEngine, type Engine } from '../src/cli/compose.js';
+import { openEngine, type Engine } from '../src/compose/engine.js';
 import type { Reporter } from '../src/engine/reporter.js';
 import { removeStore } from '../test/helpers/store.js';
 

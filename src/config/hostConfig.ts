@@ -1,6 +1,6 @@
 // The host's own settings for strata, in /etc/strata/config.json (or $STRATA_CONFIG): things a site
 // decides once for every run on the machine, not per repository. Read once at a composition root
-// (src/cli/compose.ts) and passed down as values; nothing below that reads the file or the environment.
+// (src/compose/engine.ts) and passed down as values; nothing below that reads the file or the environment.
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { StrataError } from '../errors.js';

@@ -1,5 +1,5 @@
 // What the engine needs from the machine, image and tracing layers, as narrow interfaces. The
-// composition file of each entry point (src/cli/compose.ts, later the server's) adapts the real
+// composition root (src/compose/engine.ts, shared by the CLI and the server) adapts the real
 // implementations to these; tests may give fakes.
 import type { CacheIndex } from '../store/cacheIndex.js';
 import type { RunLog } from '../store/runs.js';

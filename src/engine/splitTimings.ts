@@ -31,7 +31,7 @@ export interface MachineRunDir {
 /**
  * Where the run dirs live: one folder per engine process (`<pid>-...`), so that the folders a killed
  * engine left behind are recognised (their process is gone) and removed when the next engine opens
- * (src/cli/compose.ts).
+ * (src/compose/engine.ts).
  */
 export const RUN_DIRS = join(tmpdir(), 'strata-machine-dirs');
 

@@ -1,6 +1,6 @@
 // The composition file of `strata serve`: opens the engine on the store (holding the store lock, like
 // `strata run`), the server's stores over the engine's database, the job service, and the HTTP app.
-import { openEngine, type Engine } from '../cli/compose.js';
+import { openEngine, type Engine } from '../compose/engine.js';
 import { createServer, type CreateServerOptions } from './app.js';
 import { ensureAdmin, createUserStore } from './auth/users.js';
 import type { ServerConfig, ServerContext } from './context.js';

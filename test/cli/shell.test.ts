@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { pickShellSnapshot } from '../../src/cli/commands/shell.js';
+import { pickShellSnapshot } from '../../src/engine/debugShell.js';
 import type { RunRecord } from '../../src/store/runs.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';

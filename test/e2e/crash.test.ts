@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireRoot } from '../helpers/env.js';
 import { createGitRepo } from '../helpers/engine.js';
-import { openEngine } from '../../src/cli/compose.js';
+import { openEngine } from '../../src/compose/engine.js';
 import { runRepository } from '../../src/engine/runRepository.js';
 import type { StepStatus } from '../../src/engine/reporter.js';
 import { removeStore } from '../helpers/store.js';

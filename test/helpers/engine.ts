@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { openEngine, type Engine } from '../../src/cli/compose.js';
+import { openEngine, type Engine } from '../../src/compose/engine.js';
 import type { Reporter, StepStatus } from '../../src/engine/reporter.js';
 import { runRepository, type RunOptions, type RunResult } from '../../src/engine/runRepository.js';
 

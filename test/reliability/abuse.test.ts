@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { requireRoot } from '../helpers/env.js';
 import { createGitRepo, createTestEngine } from '../helpers/engine.js';
 import { temporaryStore } from '../helpers/store.js';
-import { openEngine, type Engine } from '../../src/cli/compose.js';
+import { openEngine, type Engine } from '../../src/compose/engine.js';
 import { runRepository } from '../../src/engine/runRepository.js';
 import type { Reporter } from '../../src/engine/reporter.js';
 import { findLeaks, recordingReporter, storeTag } from './harness.js';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { requireRoot } from '../helpers/env.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { temporaryStore } from '../helpers/store.js';
-import { openEngine, type Engine } from '../../src/cli/compose.js';
+import { openEngine, type Engine } from '../../src/compose/engine.js';
 import { runRepository } from '../../src/engine/runRepository.js';
 import { findLeaks, killHard, recordingReporter, startCliRun, type CliProcess } from './harness.js';
 

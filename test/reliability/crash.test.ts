@@ -11,7 +11,7 @@ import { requireRoot } from '../helpers/env.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { Random } from '../helpers/random.js';
 import { temporaryStore } from '../helpers/store.js';
-import { openEngine } from '../../src/cli/compose.js';
+import { openEngine } from '../../src/compose/engine.js';
 import { runRepository } from '../../src/engine/runRepository.js';
 import { RUN_DIRS } from '../../src/engine/splitTimings.js';
 import { findLeaks, killHard, recordingReporter, startCliRun, type CliProcess } from './harness.js';

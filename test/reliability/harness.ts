@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openEngine } from '../../src/cli/compose.js';
+import { openEngine } from '../../src/compose/engine.js';
 import type { Reporter } from '../../src/engine/reporter.js';
 import { exec } from '../../src/util/exec.js';
 

@@ -2,7 +2,7 @@
 // It does not take the store's lock (a long-running engine would block it): each cache dir's own lock
 // keeps a directory that a run is using from being removed under it.
 import { cacheDirsRoot, parseAge, pruneCacheDirs } from '../../engine/cacheDirs.js';
-import { storePaths } from '../compose.js';
+import { storePaths } from '../../compose/engine.js';
 
 export interface CachePruneOptions {
   store?: string;

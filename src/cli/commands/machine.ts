@@ -12,7 +12,7 @@ import { readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../../errors.js';
 import { snapshotKey, type SnapshotStore } from '../../snapshot/types.js';
-import { storePaths } from '../compose.js';
+import { storePaths } from '../../compose/engine.js';
 import { isProcessAlive } from '../../util/process.js';
 
 export interface MachineRunOptions {

@@ -6,7 +6,7 @@ import { createRepoStore } from '../../server/repos/store.js';
 import { localHeadBranch } from '../../server/repos/resolve.js';
 import { loadOrCreateServerKey } from '../../server/repos/serverKey.js';
 import { openDatabase } from '../../store/database.js';
-import { storePaths } from '../compose.js';
+import { storePaths } from '../../compose/engine.js';
 
 export interface RepoAddOptions {
   store?: string;

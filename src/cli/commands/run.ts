@@ -2,7 +2,7 @@
 import { combineReporters, type Reporter } from '../../engine/reporter.js';
 import { parseAge } from '../../engine/cacheDirs.js';
 import { StrataError } from '../../errors.js';
-import { openEngine, storePaths } from '../compose.js';
+import { openEngine, storePaths } from '../../compose/engine.js';
 import { FailureCollector, shellWord } from '../reporters/failures.js';
 import { JsonReporter, TerminalReporter } from '../reporters/terminal.js';
 

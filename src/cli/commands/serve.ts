@@ -2,7 +2,7 @@
 import { parseAge } from '../../engine/cacheDirs.js';
 import { StrataError } from '../../errors.js';
 import type { ServerConfig } from '../../server/context.js';
-import { storePaths } from '../compose.js';
+import { storePaths } from '../../compose/engine.js';
 
 export interface ServeOptions {
   store?: string;

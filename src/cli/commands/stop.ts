@@ -6,7 +6,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../../errors.js';
 import { isProcessAlive } from '../../util/process.js';
-import { storePaths } from '../compose.js';
+import { storePaths } from '../../compose/engine.js';
 
 export interface StopOptions {
   store?: string | undefined;

@@ -3,7 +3,7 @@
 import { createUserStore } from '../../server/auth/users.js';
 import { openDatabase } from '../../store/database.js';
 import { StrataError } from '../../errors.js';
-import { storePaths } from '../compose.js';
+import { storePaths } from '../../compose/engine.js';
 
 /** All of stdin; the password is its first line (so `echo pw |` and a file both work). */
 async function readPassword(input: NodeJS.ReadableStream): Promise<string> {

@@ -41,7 +41,7 @@ export async function whyCommand(dir: string, options: { step?: string; store?: 
   const { openDatabase } = await import('../../store/database.js');
   const { createRunLog } = await import('../../store/runs.js');
   const { repoRoot } = await import('../../source/git.js');
-  const { storePaths } = await import('../compose.js');
+  const { storePaths } = await import('../../compose/engine.js');
   const repo = await repoRoot(dir);
   const db = openDatabase(storePaths(options.store).database);
   try {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type {} from '@fastify/websocket'; // the `websocket: true` route option
 import { spawn as spawnPty, type IPty } from 'node-pty';
-import { machineShellCommand, pickShellSnapshot } from '../../cli/commands/shell.js';
+import { machineShellCommand, pickShellSnapshot } from '../../engine/debugShell.js';
 import { machineDefaults } from '../../engine/machineDefaults.js';
 import type { EngineMachine } from '../../engine/ports.js';
 import { isStrataError, StrataError } from '../../errors.js';

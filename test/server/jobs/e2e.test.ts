@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Fastify from 'fastify';
-import { openEngine, type Engine } from '../../../src/cli/compose.js';
+import { openEngine, type Engine } from '../../../src/compose/engine.js';
 import type { JobEvent, JobSummary } from '../../../src/server/api/types.js';
 import type { ServerConfig, ServerContext } from '../../../src/server/context.js';
 import { createJobService } from '../../../src/server/jobs/service.js';

@@ -1,5 +1,6 @@
-// The composition file of the CLI: the one place that picks the real implementations (btrfs snapshot
-// store, runc sandbox, FUSE tracer, SQLite) and wires them into the engine.
+// The composition root, shared by the CLI (`strata run`, `shell`, ...) and the server (src/server/
+// compose.ts builds the web app around it): the one place that picks the real implementations (btrfs
+// snapshot store, runc sandbox, FUSE tracer, SQLite) and wires them into the engine.
 import { createHash } from 'node:crypto';
 import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -181,9 +182,16 @@ function utf8Output(onOutput: (stream: 'stdout' | 'stderr', text: string) => voi
  * without the hybrid cgroup layout system machines need (and STRATA_SYSTEM_MACHINES=0) keep containers.
  */
 async function machineKindOf(rootfs: string): Promise<'system' | 'container'> {
-  if (process.env.STRATA_SYSTEM_MACHINES === '0') return 'container';
-  const { hasInit, systemMachinesSupported } = await import('../sandbox/runc/system.js');
-  return systemMachinesSupported() && (await hasInit(rootfs)) ? 'system' : 'container';
+  if (!(await systemMachinesEnabled())) return 'container';
+  const { hasInit } = await import('../sandbox/runc/system.js');
+  return (await hasInit(rootfs)) ? 'system' : 'container';
+}
+
+/** Whether roots with an init boot as system machines here (the host's cgroup layout, STRATA_SYSTEM_MACHINES). */
+async function systemMachinesEnabled(): Promise<boolean> {
+  if (process.env.STRATA_SYSTEM_MACHINES === '0') return false;
+  const { systemMachinesSupported } = await import('../sandbox/runc/system.js');
+  return systemMachinesSupported();
 }
 
 /**
