@@ -186,7 +186,9 @@ test('trap: CHECKPOINT disabled around USER, chown and a COPY as that user; a na
 test('trap: RUN BACKGROUND writes into the COPY destination all the time; restores stay consistent', { timeout: TIMEOUT }, async (t) => {
   if (!requireRoot(t)) return;
   const e = await engines(t);
-  const loop = "bash -c 'while true; do echo tick >> /app/log; cp /app/conf /tmp/conf-seen; sleep 0.05; done'";
+  // conf-seen is replaced whole (cp to a temporary name, then rename): a step reading it mid-copy would
+  // see it empty, in a fresh run as in a restored one.
+  const loop = "bash -c 'while true; do echo tick >> /app/log; cp /app/conf /tmp/conf-seen.new && mv /tmp/conf-seen.new /tmp/conf-seen; sleep 0.05; done'";
   const layerfile = [
     'FROM vm/debian:12',
     'COPY . /app',
