@@ -94,7 +94,9 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
     const images: EngineImages = {
       async ensure(name, onProgress) {
         const image = await ensureImage(snapshots, name, { onProgress: (p) => onProgress?.(`${p.image}: ${p.message}`) });
-        return { snapshot: image.snapshot, identity: image.recipeHash };
+        // Chains built in system machines are never restored into container machines, nor the other
+        // way: where machines do not boot (see machineKindOf), every image's identity says so.
+        return { snapshot: image.snapshot, identity: (await systemMachinesEnabled()) ? image.recipeHash : `${image.recipeHash}+container` };
       },
     };
     const deps: EngineDeps = {
