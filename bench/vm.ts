@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureImageTar } from '../src/images/ensure.js';
+import { composeAppFiles } from '../test/helpers/composeApp.js';
 import { removeStore } from '../test/helpers/store.js';
 import type { BenchRow } from './types.js';
 import { benchRepo, formatShort, median } from './util.js';
@@ -24,13 +25,6 @@ import { benchRepo, formatShort, median } from './util.js';
 const cli = fileURLToPath(new URL('../bin/strata.js', import.meta.url));
 const image = 'webapp.io/docker:20.10';
 const RESTORES = 5;
-
-const busyboxImage = `FROM scratch
-COPY busybox /bin/busybox
-RUN ["/bin/busybox", "--install", "-s", "/bin"]
-COPY www /www
-CMD ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]
-`;
 
 const files: Record<string, string> = {
   Layerfile: `FROM ${image}
@@ -40,22 +34,7 @@ WORKDIR /app
 RUN cp /bin/busybox web/ && cp /bin/busybox api/ && docker-compose up -d --build
 RUN cat check.txt && until curl -sf localhost:8000/ >/dev/null; do sleep 0.02; done && echo "answered-at=$(date +%s%3N)" && curl -sf localhost:8000/
 `,
-  'docker-compose.yml': `version: "3.7"
-services:
-  web:
-    build: ./web
-    ports: ["8000:80"]
-    networks: [appnet]
-  api:
-    build: ./api
-    networks: [appnet]
-networks:
-  appnet: {}
-`,
-  'web/Dockerfile': busyboxImage,
-  'web/www/index.html': 'hello from web\n',
-  'api/Dockerfile': busyboxImage,
-  'api/www/index.html': 'hello from api\n',
+  ...composeAppFiles({ web: 'hello from web\n', api: 'hello from api\n' }),
   'check.txt': 'check 0\n',
 };
 

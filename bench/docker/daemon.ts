@@ -1,5 +1,6 @@
 // A private Docker daemon for the BuildKit benchmark: its own data root, exec root and socket in
-// temporary directories, no iptables, no bridge — a system dockerd or /var/lib/docker is never touched.
+// temporary directories, no iptables, no bridge, and the host's net.ipv4.ip_forward left alone (dockerd
+// switches it on otherwise, even without a bridge) — a system dockerd or /var/lib/docker is never touched.
 // Clients are Debian's /usr/bin/docker (docker.io) with DOCKER_HOST at our socket and DOCKER_BUILDKIT=1.
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -82,7 +83,7 @@ export async function startDockerDaemon(): Promise<DockerDaemon> {
   try {
     daemon = spawn(
       dockerd,
-      ['--iptables=false', '--bridge=none', '--data-root', join(dataDir, 'data'), '--exec-root', execDir, '--host', `unix://${socket}`, '--pidfile', pidFile],
+      ['--iptables=false', '--ip-forward=false', '--bridge=none', '--data-root', join(dataDir, 'data'), '--exec-root', execDir, '--host', `unix://${socket}`, '--pidfile', pidFile],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const keepLog = (chunk: Buffer) => {

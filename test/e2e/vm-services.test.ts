@@ -6,6 +6,7 @@
 // restores the machine from the cache, where the services answer again without being started by hand.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { composeAppFiles } from '../helpers/composeApp.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { jsonEvents, runStrata, startStrata, stopAfterTest } from '../helpers/cli.js';
 import { requireRoot } from '../helpers/env.js';
@@ -53,27 +54,6 @@ RUN cat /app/version && su postgres -c "psql -tAc 'select n + 1 from visits'"
   assert.match(rerun, /^42\n/m, `the table created two steps earlier answers in the restored machine: ${rerun}`);
 });
 
-const composeFile = `version: "3.7"
-services:
-  web:
-    build: ./web
-    ports:
-      - "8000:80"
-    networks: [appnet]
-  api:
-    build: ./api
-    networks: [appnet]
-networks:
-  appnet: {}
-`;
-
-const busyboxImage = (home: string) => `FROM scratch
-COPY busybox /bin/busybox
-RUN ["/bin/busybox", "--install", "-s", "/bin"]
-COPY www /www
-CMD ["/bin/httpd", "-f", "-p", "80", "-h", "${home}"]
-`;
-
 test('docker-compose with a user network and a published port: curl in a later step, EXPOSE WEBSITE, and served again after a restore', { timeout: 900_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const serving = stopAfterTest(t);
@@ -87,11 +67,7 @@ RUN cp /bin/busybox web/ && cp /bin/busybox api/ && docker-compose up -d --build
 RUN cat check.txt && curl -sf --retry 20 --retry-delay 1 --retry-all-errors localhost:8000/ && docker-compose exec -T web wget -qO- http://api/
 EXPOSE WEBSITE localhost:8000
 `,
-    'docker-compose.yml': composeFile,
-    'web/Dockerfile': busyboxImage('/www'),
-    'web/www/index.html': 'hello from web\n',
-    'api/Dockerfile': busyboxImage('/www'),
-    'api/www/index.html': 'hello from api over appnet\n',
+    ...composeAppFiles({ web: 'hello from web\n', api: 'hello from api over appnet\n' }),
     'check.txt': 'first check\n',
   });
   const first = serving.track(startStrata(['run', '--plain', '--store', store, '--commit', 'HEAD', repo.dir]));
