@@ -18,7 +18,9 @@ export type StrataErrorCode =
   | 'STRATA_SECRET'
   | 'STRATA_INSTALL'
   | 'STRATA_INTERNAL'
-  | 'STRATA_UNAUTHORIZED' | 'STRATA_FORBIDDEN' | 'STRATA_NOT_FOUND' | 'STRATA_CONFLICT' | 'STRATA_GONE';
+  | 'STRATA_UNAUTHORIZED' | 'STRATA_FORBIDDEN' | 'STRATA_NOT_FOUND' | 'STRATA_CONFLICT' | 'STRATA_GONE'
+  /** Too many credential attempts from one client address (the server's rate limit): try again later. */
+  | 'STRATA_TOO_MANY_ATTEMPTS';
 
 export interface StrataErrorOptions {
   hint?: string | undefined;

@@ -13,6 +13,7 @@ import type { Db } from '../store/database.js';
 import { createAuthenticator } from './auth/authenticate.js';
 import type { UserStore } from './auth/users.js';
 import type { ServerConfig, ServerContext } from './context.js';
+import { credentialLimiter } from './auth/rateLimit.js';
 import { authRoutes } from './http/authRoutes.js';
 import { apiError, installErrorHandler } from './http/errors.js';
 import { jobRoutes } from './http/jobRoutes.js';
@@ -65,14 +66,17 @@ export async function createServer(options: CreateServerOptions): Promise<Strata
 
   // Every request learns its user; /api needs one, except logging in and webhooks (signed instead).
   app.decorateRequest('user', null);
-  app.addHook('onRequest', async (request) => {
+  const limitCredentials = await credentialLimiter(app);
+  app.addHook('onRequest', async (request, reply) => {
     request.user = ctx.authenticate(request);
+    // A wrong or malformed token is a guess and counts against the client's address (no header: a plain 401).
+    if (request.user === null && request.headers.authorization !== undefined) await limitCredentials(request, reply);
     if (request.user === null && needsLogin(request)) {
       throw new StrataError('STRATA_UNAUTHORIZED', 'not logged in', { hint: 'POST /api/login, or send Authorization: Bearer <token> (`strata user token <name>` makes one)' });
     }
   });
 
-  await app.register(authRoutes, { ctx, users: options.users });
+  await app.register(authRoutes, { ctx, users: options.users, limitCredentials });
   await app.register(repoRoutes, { ctx });
   await app.register(jobRoutes, { ctx, heartbeatMs: options.sseHeartbeatMs ?? 15_000 });
   // The other engineers' plugins, each in its own encapsulated scope (own parsers, hooks).

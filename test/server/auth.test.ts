@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { CREDENTIAL_ATTEMPTS } from '../../src/server/auth/rateLimit.js';
 import { ensureAdmin, createUserStore } from '../../src/server/auth/users.js';
 import { openDatabase } from '../../src/store/database.js';
 import { errorOf, startTestServer, USER } from './harness.js';
@@ -73,6 +74,36 @@ test('bearer tokens: a valid token authenticates, a wrong one is 401 even next t
   const stored = server.db.prepare('SELECT token_hash FROM server_api_tokens').all() as Array<{ token_hash: string }>;
   assert.equal(stored.length, 1);
   assert.notEqual(stored[0]?.token_hash, server.token);
+});
+
+test('credential guessing is limited per client address: the 11th login attempt in a minute is 429, valid tokens still work', async (t) => {
+  const server = await startTestServer(t);
+  const statuses: number[] = [];
+  for (let i = 0; i < CREDENTIAL_ATTEMPTS + 2; i++) {
+    const denied = await server.api('/api/login', { method: 'POST', json: { username: USER.name, password: `guess ${i}` }, auth: false });
+    statuses.push(denied.status);
+    if (denied.status === 429) {
+      assert.equal((await errorOf(denied)).code, 'STRATA_TOO_MANY_ATTEMPTS');
+      assert.match(denied.headers.get('retry-after') ?? '', /^\d+$/);
+    }
+  }
+  assert.deepEqual(statuses, [...Array(CREDENTIAL_ATTEMPTS).fill(401), 429, 429]);
+  // Past the limit even the right password waits for the window: the address is what is limited.
+  const right = await server.api('/api/login', { method: 'POST', json: { username: USER.name, password: USER.password }, auth: false });
+  assert.equal(right.status, 429);
+  // A valid token is no guess: scripts and workers with a token keep working.
+  assert.equal((await server.api('/api/me')).status, 200);
+});
+
+test('wrong bearer tokens count as guesses too: past the limit they are 429, not 401', async (t) => {
+  const server = await startTestServer(t);
+  const statuses: number[] = [];
+  for (let i = 0; i < CREDENTIAL_ATTEMPTS + 1; i++) {
+    statuses.push((await server.api('/api/me', { headers: { authorization: `Bearer wrong-${i}` } })).status);
+  }
+  assert.deepEqual(statuses, [...Array(CREDENTIAL_ATTEMPTS).fill(401), 429]);
+  // No Authorization header at all is not a guess: a plain 401, however often.
+  for (let i = 0; i < 3; i++) assert.equal((await server.api('/api/me', { auth: false })).status, 401);
 });
 
 test('every /api route rejects a request without auth; login and webhooks do not ask for it', async (t) => {

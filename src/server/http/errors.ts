@@ -15,6 +15,7 @@ const STATUS: Partial<Record<StrataErrorCode, number>> = {
   STRATA_NOT_FOUND: 404,
   STRATA_CONFLICT: 409,
   STRATA_GONE: 410,
+  STRATA_TOO_MANY_ATTEMPTS: 429,
 };
 
 export function httpStatusFor(code: StrataErrorCode): number {
