@@ -48,8 +48,9 @@ export const mmdebstrapRecipeSchema = z
     /**
      * For system-container machines (MachineSpec.kind 'system'): the image carries what systemd as
      * PID 1 needs in a user namespace (masked kernel-debug mounts, docker's overlay2 daemon.json, the
-     * docker resume unit; see docs/design/system-container.md). Absent on every other image, so their
-     * recipe hashes stay as they are.
+     * docker resume unit, boots that keep /tmp, clock-driven timers masked; see
+     * docs/design/system-container.md). Every built-in image has it; the hooks' version
+     * (systemImageHooksVersion) is part of the hash only of images that have it.
      */
     system: z.literal(true).optional(),
   })

@@ -52,11 +52,7 @@ interface Mounted {
 
 /** Formats the image (once, atomically) and mounts it at root; returns what to undo on close. */
 async function mountImage(root: string, imagePath: string, sizeBytes: number): Promise<Mounted> {
-  const haveImage = await lstat(imagePath).then(
-    () => true,
-    () => false,
-  );
-  if (!haveImage) {
+  if (!(await exists(imagePath))) {
     await mkdir(dirname(imagePath), { recursive: true });
     const temp = `${imagePath}.tmp-${randomBytes(6).toString('hex')}`;
     try {

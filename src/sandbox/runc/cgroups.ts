@@ -196,7 +196,6 @@ function collectPids(dir: string): number[] {
   return pids;
 }
 
-/** Machine cgroup directories (/sys/fs/cgroup[/<controller>]/strata/<name>) whose name matches. */
 /** The mounted cgroup hierarchies: each v1 controller dir and the v2 tree (the root on a pure v2 host). */
 export function cgroupHierarchies(): string[] {
   if (existsSync(join(cgroupRoot, 'cgroup.controllers'))) return [cgroupRoot];
@@ -205,6 +204,7 @@ export function cgroupHierarchies(): string[] {
     .filter((dir) => existsSync(join(dir, 'cgroup.procs')));
 }
 
+/** Machine cgroup directories (/sys/fs/cgroup[/<controller>]/strata/<name>) whose name matches. */
 export function machineCgroupDirs(matches: (name: string) => boolean): string[] {
   const found: string[] = [];
   for (const hierarchy of cgroupHierarchies()) {

@@ -34,7 +34,7 @@ import { MachineCgroups, detectCgroupVersion, removeCgroupTree } from './cgroups
 import { startSlirp, slirpDns } from './slirp.js';
 import type { Slirp } from './slirp.js';
 import { defaultPath, machineConfig, ociProcess } from './spec.js';
-import type { CapabilityMode, SystemMachineConfig } from './spec.js';
+import type { CapabilityMode, MachineConfigInput, SystemMachineConfig } from './spec.js';
 import {
   claimUidRange,
   defaultIdmountBinary,
@@ -111,7 +111,7 @@ export function createRuncSandbox(options: RuncSandboxOptions = {}): Sandbox {
     const hostname = spec.hostname ?? spec.id;
     // resolv.conf and hosts are bind-mounted from the state dir rather than written into the rootfs:
     // they describe this machine's network, not the snapshot's.
-    const fileMounts: { source: string; destination: string; readOnly?: boolean }[] = [{ source: join(stateDir, 'hosts'), destination: '/etc/hosts' }];
+    const fileMounts: MachineConfigInput['fileMounts'] = [{ source: join(stateDir, 'hosts'), destination: '/etc/hosts' }];
     await writeFile(join(stateDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t${hostname}\n`);
     if (spec.network === 'outbound') {
       await writeFile(join(stateDir, 'resolv.conf'), `nameserver ${slirpDns}\n`);

@@ -231,7 +231,6 @@ export function machineConfig(input: MachineConfigInput): object {
   };
 }
 
-
 /**
  * A system container (docs/design/system-container.md): its own user namespace (root = an unprivileged
  * host uid), systemd as PID 1 with a delegated cgroup2 view of its own, /sys read-write (a

@@ -145,16 +145,16 @@ export async function unmountBelow(dir: string): Promise<void> {
   }
 }
 
-/**
- * Whether the rootfs has an executable /sbin/init. Symlinks are resolved inside the root (Debian's is
- * /sbin/init -> /lib/systemd/systemd, and /lib -> usr/lib), never on the host, and nothing of the
- * machine's root is executed on the host: a step may have replaced any of it.
- */
 /** System machines need a hybrid cgroup host for now: v1 controllers plus the unified v2 tree. */
 export function systemMachinesSupported(): boolean {
   return !existsSync('/sys/fs/cgroup/cgroup.controllers') && existsSync('/sys/fs/cgroup/unified/cgroup.procs');
 }
 
+/**
+ * Whether the rootfs has an executable /sbin/init. Symlinks are resolved inside the root (Debian's is
+ * /sbin/init -> /lib/systemd/systemd, and /lib -> usr/lib), never on the host, and nothing of the
+ * machine's root is executed on the host: a step may have replaced any of it.
+ */
 export async function hasInit(rootfs: string): Promise<boolean> {
   const target = await resolveInRoot(rootfs, '/sbin/init');
   if (target === undefined) return false;
@@ -213,7 +213,7 @@ export async function makeSearchable(stateRoot: string, stateDir: string): Promi
         });
       }
     }
-    if (dir === '/' ) return;
+    if (dir === '/') return;
     dir = dirname(dir);
   }
 }
