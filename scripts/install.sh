@@ -24,6 +24,7 @@ PACKAGES=(
   uidmap psmisc procps util-linux
   git build-essential ca-certificates
   sqlite3
+  postgresql-15    # the server's database when many machines share it; the tests start throwaway clusters
   chromium         # the web UI's browser tests (driven by playwright-core)
   python3 make g++ # node-gyp for native npm addons (node-pty, better-sqlite3)
   openssl curl     # webhook signatures and calls in tests

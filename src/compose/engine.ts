@@ -17,7 +17,7 @@ import { createRemoteCache } from '../source/remote.js';
 import { listeningTcpPorts } from '../sandbox/listening.js';
 import type { ExecOutcome, Sandbox } from '../sandbox/types.js';
 import type { SnapshotStore } from '../snapshot/types.js';
-import { openDatabase, type Db } from '../store/database.js';
+import { openDatabase, type Db, type SqliteStoreDatabase } from '../store/database.js';
 import { reapMachineRunDirs, removeRunDirsIfEmpty } from '../engine/splitTimings.js';
 import { createCacheIndex } from '../store/cacheIndex.js';
 import { lockStore } from '../store/lock.js';
@@ -40,6 +40,8 @@ export interface Engine {
   /** The host's settings (/etc/strata/config.json) this engine was opened with. */
   hostConfig: HostConfig;
   /** The store's database (the server keeps its own tables in it). */
+  database: SqliteStoreDatabase;
+  /** Its raw SQLite handle (the server's tables are still queried through it directly). */
   db: Db;
   close(): Promise<void>;
 }
@@ -70,9 +72,9 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
     await lock.release();
     throw error;
   }
-  let db: Db | undefined;
+  let database: SqliteStoreDatabase | undefined;
   try {
-    db = openDatabase(paths.database);
+    database = await openDatabase(paths.database);
     // Machines are named after the store, so reaping leftovers of a crashed run never touches the
     // machines of another store's run on the same host.
     const storeTag = createHash('sha256').update(paths.root).digest('hex').slice(0, 8);
@@ -85,11 +87,11 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
       ? await prepareHostCaTrust({ bundle: hostConfig.host_ca_bundle, workRoot: join(stateRoot, 'host-ca') })
       : undefined;
     await reapMachineRunDirs();
-    const cacheIndex = createCacheIndex(db);
+    const cacheIndex = createCacheIndex(database);
     // Retention: the newest chains of each runner (default 10, $STRATA_KEEP_CHAINS); the snapshots of
     // forgotten chains go with the crash orphans just below.
-    cacheIndex.pruneChains(Number(process.env.STRATA_KEEP_CHAINS ?? 10) || 10);
-    await removeOrphanSnapshots(snapshots, cacheIndex.referencedSnapshots());
+    await cacheIndex.pruneChains(Number(process.env.STRATA_KEEP_CHAINS ?? 10) || 10);
+    await removeOrphanSnapshots(snapshots, await cacheIndex.referencedSnapshots());
     const sandbox = adaptSandbox(runc, hostCa);
     const images: EngineImages = {
       async ensure(name, onProgress) {
@@ -105,7 +107,7 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
       tracer: new FuseRecorder(),
       images,
       cacheIndex,
-      runLog: createRunLog(db),
+      runLog: createRunLog(database),
       reporter: options.reporter,
       cacheDirs: createCacheDirStore(cacheDirsRoot(paths.root)),
       remotes: createRemoteCache(join(paths.root, 'remotes')),
@@ -115,15 +117,16 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
       parallelism: Number(process.env.STRATA_PARALLELISM) || Math.max(8, 2 * availableParallelism()),
       now: () => Date.now(),
     };
-    const openedDb = db;
+    const openedDb = database;
     return {
       deps,
       hostConfig,
-      db: openedDb,
+      database: openedDb,
+      db: openedDb.raw,
       async close() {
         // Each part is undone even when an earlier one fails (the first failure is still thrown).
         try {
-          openedDb.close();
+          await openedDb.close();
           await snapshots.close();
         } finally {
           // The sandbox's state dirs are empty once every machine is destroyed; leave nothing behind.
@@ -135,7 +138,7 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
       },
     };
   } catch (error) {
-    db?.close();
+    await database?.close();
     await snapshots.close();
     await lock.release();
     throw error;

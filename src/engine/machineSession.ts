@@ -126,7 +126,7 @@ export class MachineSession {
   /** From the first step after the SPLIT line on, the machine sees its SPLIT's timings (once). */
   async provideSplitTimings(digest: string | null): Promise<void> {
     if (this.splitTimingsProvided || digest === null) return;
-    const content = this.deps.cacheIndex.splitTimings.content(digest);
+    const content = await this.deps.cacheIndex.splitTimings.content(digest);
     if (content === undefined) throw new StrataError('STRATA_STORE', `${this.options.layerfilePath}: the strata-split timings ${digest.slice(0, 12)} are gone from the database`, { hint: 'run again: the SPLIT then runs with new timings' });
     await (this.runDir as MachineRunDir).provideSplitTimings(content);
     this.splitTimingsProvided = true;
@@ -279,7 +279,7 @@ export class MachineSession {
     if (this.runDir) {
       // What the steps reported, failed runs included (the tests that did run took that long).
       const reported = await this.runDir.collectReport().catch(() => []);
-      if (reported.length > 0) deps.cacheIndex.splitTimings.record(options.repo, options.layerfilePath, reported, deps.now());
+      if (reported.length > 0) await deps.cacheIndex.splitTimings.record(options.repo, options.layerfilePath, reported, deps.now());
       await this.runDir.remove().catch(() => {});
     }
     await deps.snapshots.remove(options.activeKey).catch(() => {});

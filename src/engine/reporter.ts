@@ -46,7 +46,8 @@ export type RunnerEndStatus = 'success' | 'failure' | 'error' | 'cancelled' | 's
 export interface Reporter {
   onRunStart?(event: { runId: string; repo: string; tree: string; commit: string | null; runners: RunnerView[] }): void;
   onRunnerStart?(event: { runner: string; plan: string }): void;
-  onStepStatus?(event: { runner: string; step: number; status: StepStatus; durationMs?: number; explanation?: StepExplanation }): void;
+  /** `snapshot`: with done and failed, the snapshot recorded as the state after the step (null: none). */
+  onStepStatus?(event: { runner: string; step: number; status: StepStatus; durationMs?: number; explanation?: StepExplanation; snapshot?: string | null }): void;
   onStepOutput?(event: { runner: string; step: number; stream: OutputStream; data: string; timeMs: number }): void;
   onRunnerEnd?(event: { runner: string; status: RunnerEndStatus; message?: string; failedStep?: number }): void;
   onRunEnd?(event: RunSummary): void;

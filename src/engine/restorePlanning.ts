@@ -55,13 +55,13 @@ export async function gatherCandidates(
   },
 ): Promise<Candidate[]> {
   const { steps } = input;
-  const firstCopyChains = input.copyIndex > 0 && steps.length > 0 ? deps.cacheIndex.candidates(input.repo, input.firstCopyRunner, steps[0]!.definitionKey) : [];
+  const firstCopyChains = input.copyIndex > 0 && steps.length > 0 ? await deps.cacheIndex.candidates(input.repo, input.firstCopyRunner, steps[0]!.definitionKey) : [];
   const chains =
     steps.length === 0
       ? []
       : input.noCache
         ? firstCopyChains.filter((c) => c.runId === input.runId)
-        : [...deps.cacheIndex.candidates(input.repo, input.runner, steps[0]!.definitionKey), ...firstCopyChains];
+        : [...(await deps.cacheIndex.candidates(input.repo, input.runner, steps[0]!.definitionKey)), ...firstCopyChains];
   const compared = await Promise.all(
     chains.map(async (record): Promise<Candidate | null> => {
       // A snapshot the index names but the store lost (removed by hand, a damaged store) is simply
@@ -111,6 +111,13 @@ export interface RestoreDecision {
   explainStep: (step: number) => StepExplanation | undefined;
 }
 
+/** The strata-split timing sets the candidates' SPLIT steps name that are still stored (for decideRestore). */
+export async function storedSplitTimings(candidates: readonly Candidate[], has: (digest: string) => Promise<boolean>): Promise<ReadonlySet<string>> {
+  const named = new Set(candidates.flatMap((c) => c.record.steps.map((s) => s.splitTimings ?? null)).filter((d): d is string => d !== null));
+  const stored = await Promise.all([...named].map(async (digest) => ((await has(digest)) ? digest : null)));
+  return new Set(stored.filter((d): d is string => d !== null));
+}
+
 /** Decides where a runner restores from, given its steps and the gathered candidates. */
 export function decideRestore(input: {
   instructions: readonly Instruction[];
@@ -125,7 +132,7 @@ export function decideRestore(input: {
   copyIndex: number;
   /** Copies > 0: the digest of the strata-split timings copy 0 uses in this run (SplitCopy.timings). */
   copyTimings: string | null | undefined;
-  /** Are these strata-split timings still stored? */
+  /** Are these strata-split timings still stored? (Asked of the candidates' SPLIT steps: storedSplitTimings.) */
   timingsStored: (digest: string) => boolean;
   fromCheckpoint: string | undefined;
 }): RestoreDecision {
@@ -188,19 +195,19 @@ export function decideRestore(input: {
  * The strata-split timings of this copy's SPLIT: copy 0's in this run for the other copies; for
  * copy 0, those its cached SPLIT step used, or the newest ones frozen now (`freeze`) when the SPLIT runs.
  */
-export function splitTimingsFor(input: {
+export async function splitTimingsFor(input: {
   layerfilePath: string;
   decision: RestoreDecision;
   copyIndex: number;
   copyTimings: string | null | undefined;
-  freeze: () => string | null;
-}): string | null {
+  freeze: () => Promise<string | null>;
+}): Promise<string | null> {
   const { splitStep, firstToRun, sourceChain } = input.decision;
   let splitTimings: string | null = null;
   if (splitStep !== undefined) {
     if (input.copyIndex > 0) splitTimings = input.copyTimings ?? null;
     else if (splitStep < firstToRun) splitTimings = sourceChain?.steps[splitStep]?.splitTimings ?? null;
-    else splitTimings = input.freeze();
+    else splitTimings = await input.freeze();
     if (splitStep < firstToRun && (sourceChain?.steps[splitStep]?.splitTimings ?? null) !== splitTimings) {
       throw new StrataError('STRATA_INTERNAL', `${input.layerfilePath}: SPLIT copy ${input.copyIndex} would reuse steps computed with other strata-split timings than copy 0's`);
     }

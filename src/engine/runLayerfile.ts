@@ -18,7 +18,7 @@ import { assertCopySources } from './copy.js';
 import { MachineSession, runnerToken } from './machineSession.js';
 import type { EngineDeps } from './ports.js';
 import type { StepExplanation } from './reporter.js';
-import { decideRestore, gatherCandidates, planSummary, splitTimingsFor, type StepEntry } from './restorePlanning.js';
+import { decideRestore, gatherCandidates, planSummary, splitTimingsFor, storedSplitTimings, type StepEntry } from './restorePlanning.js';
 import { DEFAULT_MACHINE_MEMORY_BYTES, memoryLimitBefore } from './memory.js';
 import { assertSecretsPresent, noSecrets, type Secrets } from './secrets.js';
 import { applyToState, baseStepEnv, initialExecState, skipIndex, type ExecState, type JobFacts, type RunIdentity } from './stepEnv.js';
@@ -197,6 +197,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     steps,
     clones,
   });
+  const storedTimings = await storedSplitTimings(candidates, (digest) => deps.cacheIndex.splitTimings.has(digest));
   const decision = decideRestore({
     instructions,
     steps,
@@ -208,11 +209,11 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     split,
     copyIndex,
     copyTimings: copy?.timings,
-    timingsStored: (digest) => deps.cacheIndex.splitTimings.has(digest),
+    timingsStored: (digest) => storedTimings.has(digest),
     fromCheckpoint: ctx.fromCheckpoint,
   });
   const { plan: restorePlan, sourceChain, firstToRun, restoredThrough, carriedThrough, splitStep, explainStep } = decision;
-  const splitTimings = splitTimingsFor({
+  const splitTimings = await splitTimingsFor({
     layerfilePath: node.path,
     decision,
     copyIndex,
@@ -230,13 +231,13 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
 
   const summary = planSummary(restorePlan, steps, relaunching);
   deps.reporter.onRunnerStart?.({ runner, plan: summary });
-  deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'running', plan: summary });
+  await deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'running', plan: summary });
 
   // Replay the metadata of the cached steps so later steps see the same ENV/WORKDIR/USER.
   let state = start.state;
   for (const s of steps.slice(0, firstToRun)) state = applyToState(state, s.instruction, envAt(s.instructionIndex));
 
-  const chainId = deps.cacheIndex.startChain({ repo: ctx.repo, runner, layerfile: node.path, tree: ctx.tree, runId: ctx.runId, clones }, deps.now());
+  const chainId = await deps.cacheIndex.startChain({ repo: ctx.repo, runner, layerfile: node.path, tree: ctx.tree, runId: ctx.runId, clones }, deps.now());
   const copies: CopyRecord[] = [...start.copies];
   let stateId = start.identity;
   let lastSnapshot: SnapshotName | null = start.snapshot;
@@ -270,7 +271,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
     for (const s of steps.slice(0, carriedThrough + 1)) {
       const old = sourceChain?.steps[s.step] as ChainStepRecord;
       const snapshot = s.step === restoredThrough ? restoredSnapshot : null;
-      deps.cacheIndex.addStep(chainId, { ...old, definitionKey: s.definitionKey, snapshot });
+      await deps.cacheIndex.addStep(chainId, { ...old, definitionKey: s.definitionKey, snapshot }).catch(dropActive);
       previousStepSnapshot = snapshot;
       for (const copy of old.copies) copies.push(copy);
       stateId = old.stateId;
@@ -279,7 +280,7 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   }
 
   // Report the plan step by step.
-  const stepsCached = reportPlan(deps, { runId: ctx.runId, runner, steps, skippedSteps, firstToRun, explainStep, skipLine: instructions[skipAt]?.range.line });
+  const stepsCached = await reportPlan(deps, { runId: ctx.runId, runner, steps, skippedSteps, firstToRun, explainStep, skipLine: instructions[skipAt]?.range.line });
 
   // The copied steps are in this run's chain: a SPLIT among them lets the other copies start now.
   if (splitStep !== undefined && splitStep < firstToRun) reachedSplit();
@@ -288,8 +289,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   // from its line on (memory.ts). A child starts from the limit in force where this Layerfile stops.
   const initialMemory = parent?.memoryBytes ?? deps.defaultMemoryBytes ?? DEFAULT_MACHINE_MEMORY_BYTES;
   const memoryBytes = memoryLimitBefore(instructions, skipAt, initialMemory);
-  const finish = (status: LayerfileOutcome['status'], stepsRan: number, message?: string): LayerfileOutcome => {
-    deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status });
+  const finish = async (status: LayerfileOutcome['status'], stepsRan: number, message?: string): Promise<LayerfileOutcome> => {
+    await deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status });
     return { status, message, finalSnapshot: lastSnapshot, finalStateId: stateId, execState: state, copies, stepsRan, stepsCached, background, clones, memoryBytes };
   };
 
@@ -315,8 +316,8 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
   if (firstToRun >= steps.length) {
     for (const button of buttons) await requireApproval(button).catch(dropActive);
     if (activeKey) await deps.snapshots.remove(activeKey);
-    if (skippedSteps.length === 0) deps.cacheIndex.completeChain(chainId);
-    return finish('success', 0);
+    if (skippedSteps.length === 0) await deps.cacheIndex.completeChain(chainId);
+    return await finish('success', 0);
   }
 
   // Start the machine.
@@ -440,24 +441,24 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
         background: [...background],
         ...(instruction.kind === 'split' ? { splitTimings } : {}),
       };
-      deps.cacheIndex.addStep(chainId, record);
+      await deps.cacheIndex.addStep(chainId, record);
       previousStepSnapshot = snapshot;
       if (s.step === splitStep) reachedSplit();
       stepsRan++;
       if (snapshot) lastSnapshot = snapshot;
-      deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: instruction.range.line, text: instruction.canonical, status: failure ? 'failed' : 'ran', reason: explanation ?? null, durationMs, snapshot });
-      deps.reporter.onStepStatus?.({ runner, step: s.step, status: failure ? 'failed' : 'done', durationMs });
+      await deps.runLog.setStep(ctx.runId, { runner, index: s.step, line: instruction.range.line, text: instruction.canonical, status: failure ? 'failed' : 'ran', reason: explanation ?? null, durationMs, snapshot });
+      deps.reporter.onStepStatus?.({ runner, step: s.step, status: failure ? 'failed' : 'done', durationMs, snapshot });
       runningStep = null;
       if (failure) {
         const message = `step ${s.step + 1} (line ${instruction.range.line}) ${failure}; the machine at failure is snapshot ${snapshot}`;
-        return finish('failure', stepsRan, message);
+        return await finish('failure', stepsRan, message);
       }
     }
     // BUTTONs after the last step that ran (and before any SKIP REMAINING IF that held).
     for (const button of buttons) if (instructions.indexOf(button) >= instructionCursor) await requireApproval(button);
     await relaunch.done;
-    if (skippedSteps.length === 0) deps.cacheIndex.completeChain(chainId);
-    return finish('success', stepsRan);
+    if (skippedSteps.length === 0) await deps.cacheIndex.completeChain(chainId);
+    return await finish('success', stepsRan);
   } catch (error) {
     if (runningStep) {
       const failed = runningStep;
@@ -467,10 +468,10 @@ export async function runLayerfile(ctx: RunContext, node: GraphNode, parent: Lay
       const what = error instanceof Error ? error.message : String(error);
       const reason = { message: cancelled ? 'cancelled while running' : storeFull ? `filled the snapshot store's disk: ${what}` : `strata failed during this step: ${what}` };
       deps.reporter.onStepStatus?.({ runner, step: failed.step, status: 'failed', explanation: { cached: false, message: reason.message } });
-      deps.runLog.setStep(ctx.runId, { runner, index: failed.step, line: failed.instruction.range.line, text: failed.instruction.canonical, status: 'failed', reason, durationMs: null, snapshot: null });
+      await deps.runLog.setStep(ctx.runId, { runner, index: failed.step, line: failed.instruction.range.line, text: failed.instruction.canonical, status: 'failed', reason, durationMs: null, snapshot: null });
       if (storeFull) {
         const hint = (error as StrataError).hint ? ` (hint: ${(error as StrataError).hint})` : '';
-        return finish('failure', stepsRan, `step ${failed.step + 1} (line ${failed.instruction.range.line}) ${reason.message}${hint}`);
+        return await finish('failure', stepsRan, `step ${failed.step + 1} (line ${failed.instruction.range.line}) ${reason.message}${hint}`);
       }
     }
     throw error;
@@ -521,25 +522,25 @@ async function startingPoint(
 }
 
 /** Reports every step that does not run now (skipped, cached) and marks the others pending; returns how many are cached. */
-function reportPlan(
+async function reportPlan(
   deps: EngineDeps,
   plan: { runId: string; runner: string; steps: readonly StepEntry[]; skippedSteps: readonly StepEntry[]; firstToRun: number; explainStep: (step: number) => StepExplanation | undefined; skipLine: number | undefined },
-): number {
+): Promise<number> {
   const { runId, runner, firstToRun } = plan;
   let stepsCached = 0;
   for (const s of plan.skippedSteps) {
     const skipped = `SKIP REMAINING IF at line ${plan.skipLine} held`;
     deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'skipped', explanation: { cached: false, message: skipped } });
-    deps.runLog.setStep(runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'skipped', reason: { message: skipped }, durationMs: null, snapshot: null });
+    await deps.runLog.setStep(runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'skipped', reason: { message: skipped }, durationMs: null, snapshot: null });
   }
   for (const s of plan.steps) {
     const explanation = plan.explainStep(s.step);
     if (s.step < firstToRun) {
       stepsCached++;
       deps.reporter.onStepStatus?.({ runner, step: s.step, status: 'cached', ...(explanation ? { explanation } : {}) });
-      deps.runLog.setStep(runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'cached', reason: explanation ?? null, durationMs: null, snapshot: null });
+      await deps.runLog.setStep(runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'cached', reason: explanation ?? null, durationMs: null, snapshot: null });
     } else {
-      deps.runLog.setStep(runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'pending', reason: explanation ?? null, durationMs: null, snapshot: null });
+      await deps.runLog.setStep(runId, { runner, index: s.step, line: s.instruction.range.line, text: s.instruction.canonical, status: 'pending', reason: explanation ?? null, durationMs: null, snapshot: null });
     }
   }
   return stepsCached;

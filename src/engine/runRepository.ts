@@ -132,7 +132,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
 
   const runId = newRunId(started);
   const nodes = new Map(graph.nodes.map((n) => [n.path, n]));
-  deps.runLog.createRun({ id: runId, repo, commit: options.commit !== undefined ? commit?.commit ?? null : null, tree, branch: commit?.branch ?? '', startedAt: started });
+  await deps.runLog.createRun({ id: runId, repo, commit: options.commit !== undefined ? commit?.commit ?? null : null, tree, branch: commit?.branch ?? '', startedAt: started });
   deps.reporter.onRunStart?.({
     runId,
     repo,
@@ -181,7 +181,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
     stepsRan: all.reduce((n, o) => n + o.stepsRan, 0),
     stepsCached: all.reduce((n, o) => n + o.stepsCached, 0),
   };
-  deps.runLog.finishRun(runId, status, deps.now());
+  await deps.runLog.finishRun(runId, status, deps.now());
   deps.reporter.onRunEnd?.(summary);
   return { ...summary, outcomes, nodes: graph.nodes };
 }
@@ -207,12 +207,12 @@ function assertCheckpointExists(layerfiles: Layerfile[], name: string): void {
 
 async function runNode(ctx: RunContext, node: GraphNode, outcomes: Map<string, LayerfileOutcome>): Promise<LayerfileOutcome> {
   if (ctx.signal?.aborted) {
-    const skipped = runnerIdsOf(node).map((runner) => skipRunner(ctx, node, runner, 'not run: the run was cancelled'));
+    const skipped = await Promise.all(runnerIdsOf(node).map((runner) => skipRunner(ctx, node, runner, 'not run: the run was cancelled')));
     return skipped.length === 1 ? (skipped[0] as LayerfileOutcome) : combineCopies(node, skipped);
   }
   const blocked = node.dependsOn.find((dep) => outcomes.get(dep)?.status !== 'success');
   if (blocked) {
-    const skipped = runnerIdsOf(node).map((runner) => skipRunner(ctx, node, runner, `not run: ${blocked} did not succeed`));
+    const skipped = await Promise.all(runnerIdsOf(node).map((runner) => skipRunner(ctx, node, runner, `not run: ${blocked} did not succeed`)));
     return skipped.length === 1 ? (skipped[0] as LayerfileOutcome) : combineCopies(node, skipped);
   }
   const parent = node.parent?.type === 'layerfile' ? (outcomes.get(node.parent.path) ?? null) : null;
@@ -237,7 +237,7 @@ async function runNode(ctx: RunContext, node: GraphNode, outcomes: Map<string, L
       const runner = copyRunnerId(node.runnerId, index);
       results[index - 1] = reached
         ? await runRunner(ctx, node, parent, runner, { index, timings })
-        : skipRunner(ctx, node, runner, `not run: the steps before SPLIT failed in ${node.runnerId}`);
+        : await skipRunner(ctx, node, runner, `not run: the steps before SPLIT failed in ${node.runnerId}`);
     });
     return results;
   });
@@ -259,18 +259,18 @@ async function runRunner(ctx: RunContext, node: GraphNode, parent: LayerfileOutc
         ? `${error.message}${error.hint ? ` (hint: ${error.hint})` : ''}`
         : `strata internal error: ${error instanceof Error ? (process.env.STRATA_DEBUG === '1' ? (error.stack ?? error.message) : error.message) : String(error)}${process.env.STRATA_DEBUG === '1' ? '' : ' (STRATA_DEBUG=1 shows where)'}`;
     if (error instanceof StrataError && error.code === 'STRATA_CANCELLED') {
-      deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'cancelled' });
+      await deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'cancelled' });
       deps.reporter.onRunnerEnd?.({ runner, status: 'cancelled', message: error.message });
       return { status: 'skipped', message: error.message, finalSnapshot: null, finalStateId: '', execState: { env: {}, workdir: '/root', user: 'root', setupFiles: [] }, copies: [], stepsRan: 0, stepsCached: 0 };
     }
-    deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'error' });
+    await deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'error' });
     deps.reporter.onRunnerEnd?.({ runner, status: 'error', message });
     return { status: 'error', message, finalSnapshot: null, finalStateId: '', execState: { env: {}, workdir: '/root', user: 'root', setupFiles: [] }, copies: [], stepsRan: 0, stepsCached: 0 };
   }
 }
 
-function skipRunner(ctx: RunContext, node: GraphNode, runner: string, message: string): LayerfileOutcome {
-  ctx.deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'skipped', plan: message });
+async function skipRunner(ctx: RunContext, node: GraphNode, runner: string, message: string): Promise<LayerfileOutcome> {
+  await ctx.deps.runLog.setRunner(ctx.runId, { runner, layerfile: node.path, status: 'skipped', plan: message });
   ctx.deps.reporter.onRunnerEnd?.({ runner, status: 'skipped', message });
   return { status: 'skipped', message, finalSnapshot: null, finalStateId: '', execState: { env: {}, workdir: '/root', user: 'root', setupFiles: [] }, copies: [], stepsRan: 0, stepsCached: 0 };
 }

@@ -5,7 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import type { CopyRecord } from '../plan/types.js';
 import type { StepTrace } from '../trace/types.js';
-import type { Db } from './database.js';
+import { sql } from 'kysely';
+import type { StoreDatabase } from './database.js';
+import type { Selectable } from 'kysely';
+import type { ChainStepsTable, ChainsTable } from './sql/schema.js';
 import { createSplitTimings, type SplitTimings } from './splitTimings.js';
 
 /** A RUN BACKGROUND command as it was started: what a restore needs to start it again the same way. */
@@ -64,74 +67,34 @@ export interface ChainClone {
   tree: string;
 }
 
+/**
+ * The cache index, in whichever database holds it (SQLite on one machine, Postgres when many share it).
+ * Asynchronous, so that one interface serves both. One conformance suite (test/store/cacheIndex) runs
+ * against each implementation.
+ */
 export interface CacheIndex {
   /** Recent chains of `runner` in `repo` whose first step has `firstKey`, newest first. */
-  candidates(repo: string, runner: string, firstKey: string, limit?: number): ChainRecord[];
-  startChain(chain: Omit<ChainRecord, 'id' | 'steps' | 'complete' | 'createdAt'>, now: number): string;
-  addStep(chainId: string, step: ChainStepRecord): void;
-  completeChain(chainId: string): void;
+  candidates(repo: string, runner: string, firstKey: string, limit?: number): Promise<ChainRecord[]>;
+  /** The chain `runner` recorded in run `runId` (the newest, should there be several), with its steps. */
+  chainOfRun(runId: string, runner: string): Promise<ChainRecord | undefined>;
+  startChain(chain: Omit<ChainRecord, 'id' | 'steps' | 'complete' | 'createdAt'>, now: number): Promise<string>;
+  /** Records a step (replacing an earlier record of the same index). Only after its snapshot is committed. */
+  addStep(chainId: string, step: ChainStepRecord): Promise<void>;
+  completeChain(chainId: string): Promise<void>;
   /** Every snapshot some chain still names (what garbage collection must keep). */
-  referencedSnapshots(): Set<string>;
+  referencedSnapshots(): Promise<Set<string>>;
   /**
    * Forgets all but the newest `keep` chains of every runner of every repository; returns how many
    * were forgotten. Their snapshots become unreferenced and are removed with the other orphans.
    * Forgetting a chain can only make a later run restore less deep, never reuse something wrongly.
    */
-  pruneChains(keep: number): number;
+  pruneChains(keep: number): Promise<number>;
   /** strata-split's timings: reported ones, and the sets frozen for SPLIT steps (splitTimings.ts). */
   readonly splitTimings: SplitTimings;
 }
 
-interface ChainRow {
-  id: string;
-  repo: string;
-  runner: string;
-  layerfile: string;
-  tree: string;
-  run_id: string;
-  created_at: number;
-  complete: number;
-  clones: string;
-}
-
-interface StepRow {
-  chain_id: string;
-  idx: number;
-  definition_key: string;
-  snapshot: string | null;
-  state_id: string;
-  trace: string | null;
-  copies: string;
-  repeatable: number;
-  succeeded: number;
-  background: string;
-  listening: string;
-  split_timings: string | null;
-}
-
-export function createCacheIndex(db: Db): CacheIndex {
-  const selectChains = db.prepare<[string, string, string, number], ChainRow>(`
-    SELECT c.* FROM chains c JOIN chain_steps s ON s.chain_id = c.id AND s.idx = 0
-    WHERE c.repo = ? AND c.runner = ? AND s.definition_key = ?
-    ORDER BY c.created_at DESC, c.rowid DESC LIMIT ?`);
-  const selectSteps = db.prepare<[string], StepRow>('SELECT * FROM chain_steps WHERE chain_id = ? ORDER BY idx');
-  const insertChain = db.prepare(
-    'INSERT INTO chains (id, repo, runner, layerfile, tree, run_id, created_at, complete, clones) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)',
-  );
-  const insertStep = db.prepare(
-    `INSERT OR REPLACE INTO chain_steps (chain_id, idx, definition_key, snapshot, state_id, trace, copies, repeatable, succeeded, background, listening, split_timings)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  );
-  const markComplete = db.prepare('UPDATE chains SET complete = 1 WHERE id = ?');
-  const allSnapshots = db.prepare<[], { snapshot: string }>('SELECT DISTINCT snapshot FROM chain_steps WHERE snapshot IS NOT NULL');
-  const pruneOld = db.prepare<[number]>(`
-    DELETE FROM chains WHERE id IN (
-      SELECT id FROM (
-        SELECT id, ROW_NUMBER() OVER (PARTITION BY repo, runner ORDER BY created_at DESC, rowid DESC) AS newness FROM chains
-      ) WHERE newness > ?
-    )`);
-
-  const toStep = (row: StepRow): ChainStepRecord => ({
+function toStep(row: ChainStepsTable): ChainStepRecord {
+  return {
     index: row.idx,
     definitionKey: row.definition_key,
     snapshot: row.snapshot,
@@ -143,57 +106,106 @@ export function createCacheIndex(db: Db): CacheIndex {
     background: JSON.parse(row.background) as BackgroundCommand[],
     listening: JSON.parse(row.listening) as number[],
     splitTimings: row.split_timings,
-  });
+  };
+}
 
-  const splitTimings = createSplitTimings(db);
+function stepRow(chainId: string, step: ChainStepRecord): ChainStepsTable {
+  return {
+    chain_id: chainId,
+    idx: step.index,
+    definition_key: step.definitionKey,
+    snapshot: step.snapshot,
+    state_id: step.stateId,
+    trace: step.trace === null ? null : JSON.stringify(step.trace),
+    copies: JSON.stringify(step.copies),
+    repeatable: step.repeatable ? 1 : 0,
+    succeeded: step.succeeded ? 1 : 0,
+    background: JSON.stringify(step.background),
+    listening: JSON.stringify(step.listening ?? []),
+    split_timings: step.splitTimings ?? null,
+  };
+}
+
+export function createCacheIndex(database: StoreDatabase): CacheIndex {
+  const db = database.sql;
+  const splitTimings = createSplitTimings(database);
+  const withSteps = async (chains: readonly Selectable<ChainsTable>[]): Promise<ChainRecord[]> => {
+    if (chains.length === 0) return [];
+    const steps = await db
+      .selectFrom('chain_steps')
+      .selectAll()
+      .where('chain_id', 'in', chains.map((c) => c.id))
+      .orderBy('chain_id')
+      .orderBy('idx')
+      .execute();
+    return chains.map((row) => ({
+      id: row.id,
+      repo: row.repo,
+      runner: row.runner,
+      layerfile: row.layerfile,
+      tree: row.tree,
+      runId: row.run_id,
+      createdAt: row.created_at,
+      complete: row.complete === 1,
+      steps: steps.filter((s) => s.chain_id === row.id).map(toStep),
+      clones: JSON.parse(row.clones) as ChainClone[],
+    }));
+  };
   return {
     splitTimings,
-    candidates(repo, runner, firstKey, limit = 20) {
-      return selectChains.all(repo, runner, firstKey, limit).map((row) => ({
-        id: row.id,
-        repo: row.repo,
-        runner: row.runner,
-        layerfile: row.layerfile,
-        tree: row.tree,
-        runId: row.run_id,
-        createdAt: row.created_at,
-        complete: row.complete === 1,
-        steps: selectSteps.all(row.id).map(toStep),
-        clones: JSON.parse(row.clones) as ChainClone[],
-      }));
+    async chainOfRun(runId, runner) {
+      const chain = await db.selectFrom('chains').selectAll().where('run_id', '=', runId).where('runner', '=', runner).orderBy('created_at', 'desc').orderBy('rowid', 'desc').limit(1).execute();
+      return (await withSteps(chain))[0];
     },
-    startChain(chain, now) {
+    async candidates(repo, runner, firstKey, limit = 20) {
+      const chains = await db
+        .selectFrom('chains as c')
+        .innerJoin('chain_steps as s', (join) => join.onRef('s.chain_id', '=', 'c.id').on('s.idx', '=', 0))
+        .selectAll('c')
+        .where('c.repo', '=', repo)
+        .where('c.runner', '=', runner)
+        .where('s.definition_key', '=', firstKey)
+        .orderBy('c.created_at', 'desc')
+        .orderBy('c.rowid', 'desc')
+        .limit(limit)
+        .execute();
+      return withSteps(chains);
+    },
+    async startChain(chain, now) {
       const id = randomUUID();
-      insertChain.run(id, chain.repo, chain.runner, chain.layerfile, chain.tree, chain.runId, now, JSON.stringify(chain.clones ?? []));
+      await db
+        .insertInto('chains')
+        .values({ id, repo: chain.repo, runner: chain.runner, layerfile: chain.layerfile, tree: chain.tree, run_id: chain.runId, created_at: now, complete: 0, clones: JSON.stringify(chain.clones ?? []) })
+        .execute();
       return id;
     },
-    addStep(chainId, step) {
-      insertStep.run(
-        chainId,
-        step.index,
-        step.definitionKey,
-        step.snapshot,
-        step.stateId,
-        step.trace === null ? null : JSON.stringify(step.trace),
-        JSON.stringify(step.copies),
-        step.repeatable ? 1 : 0,
-        step.succeeded ? 1 : 0,
-        JSON.stringify(step.background),
-        JSON.stringify(step.listening ?? []),
-        step.splitTimings ?? null,
-      );
+    async addStep(chainId, step) {
+      const { chain_id: _chain, idx: _idx, ...update } = stepRow(chainId, step);
+      await db
+        .insertInto('chain_steps')
+        .values(stepRow(chainId, step))
+        .onConflict((oc) => oc.columns(['chain_id', 'idx']).doUpdateSet(update))
+        .execute();
     },
-    completeChain(chainId) {
-      markComplete.run(chainId);
+    async completeChain(chainId) {
+      await db.updateTable('chains').set({ complete: 1 }).where('id', '=', chainId).execute();
     },
-    referencedSnapshots() {
-      return new Set(allSnapshots.all().map((r) => r.snapshot));
+    async referencedSnapshots() {
+      const rows = await db.selectFrom('chain_steps').select('snapshot').distinct().where('snapshot', 'is not', null).execute();
+      return new Set(rows.map((r) => r.snapshot as string));
     },
-    pruneChains(keep) {
-      const forgotten = pruneOld.run(Math.max(1, keep)).changes;
+    async pruneChains(keep) {
+      const ranked = db
+        .selectFrom('chains')
+        .select(['id', sql<number>`ROW_NUMBER() OVER (PARTITION BY repo, runner ORDER BY created_at DESC, rowid DESC)`.as('newness')])
+        .as('ranked');
+      const result = await db
+        .deleteFrom('chains')
+        .where('id', 'in', db.selectFrom(ranked).select('ranked.id').where('ranked.newness', '>', Math.max(1, keep)))
+        .executeTakeFirst();
       // Timing sets frozen for SPLITs that no remaining chain step names (a day's grace: see splitTimings.ts).
-      splitTimings.pruneUnreferenced(Date.now(), 24 * 3600 * 1000);
-      return forgotten;
+      await splitTimings.pruneUnreferenced(Date.now(), 24 * 3600 * 1000);
+      return Number(result.numDeletedRows);
     },
   };
 }

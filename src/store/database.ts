@@ -1,155 +1,92 @@
-// The embedded database (SQLite through better-sqlite3): runs, their steps, and the cache index.
-// One file under the store directory; WAL mode so readers (`strata why`, the server) never block a run.
-// Schema changes are append-only migrations, applied in order inside a transaction.
+// The store's database: embedded SQLite (better-sqlite3) by default, one file under the store directory
+// in WAL mode so readers (`strata why`, the server) never block a run; or Postgres (`pg`) when many
+// machines share one server. Both are reached through Kysely, with one typed query per operation, and
+// both are migrated at open by the same migrations (sql/migrations.ts).
 import Database from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Migrator, type MigrationProvider } from 'kysely/migration';
+import pg from 'pg';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StrataError } from '../errors.js';
-import { SERVER_TABLES_MIGRATION } from './serverTables.js';
-import { JOB_TABLES_MIGRATION } from './jobTables.js';
+import { applyLegacyMigrations } from './sql/legacy.js';
+import { storeMigrations, type SqlKind } from './sql/migrations.js';
+import type { StoreSchema } from './sql/schema.js';
 
+/** The raw SQLite handle (the server's own tables are still queried through it directly). */
 export type Db = Database.Database;
 
-const MIGRATIONS: string[] = [
-  `
-  CREATE TABLE runs (
-    id TEXT PRIMARY KEY,
-    repo TEXT NOT NULL,
-    commit_id TEXT,
-    tree TEXT NOT NULL,
-    branch TEXT NOT NULL DEFAULT '',
-    started_at INTEGER NOT NULL,
-    finished_at INTEGER,
-    status TEXT NOT NULL
-  );
-  CREATE INDEX runs_by_repo ON runs (repo, started_at);
+export interface StoreDatabase {
+  readonly kind: SqlKind;
+  readonly sql: Kysely<StoreSchema>;
+  close(): Promise<void>;
+}
 
-  CREATE TABLE run_runners (
-    run_id TEXT NOT NULL REFERENCES runs (id),
-    runner TEXT NOT NULL,
-    layerfile TEXT NOT NULL,
-    status TEXT NOT NULL,
-    plan TEXT,
-    started_at INTEGER,
-    finished_at INTEGER,
-    PRIMARY KEY (run_id, runner)
-  );
+export interface SqliteStoreDatabase extends StoreDatabase {
+  readonly kind: 'sqlite';
+  readonly raw: Db;
+}
 
-  CREATE TABLE run_steps (
-    run_id TEXT NOT NULL,
-    runner TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    line INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT,
-    duration_ms INTEGER,
-    snapshot TEXT,
-    PRIMARY KEY (run_id, runner, idx)
-  );
-
-  -- The cache index. A chain is one run of one runner (a Layerfile, or one SPLIT copy of it) against one
-  -- source tree; its steps carry the definition key, the snapshot taken after the step (if any) and the
-  -- step's trace. Rows are written only after the snapshot they name is committed.
-  CREATE TABLE chains (
-    id TEXT PRIMARY KEY,
-    repo TEXT NOT NULL,
-    runner TEXT NOT NULL,
-    layerfile TEXT NOT NULL,
-    tree TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    complete INTEGER NOT NULL DEFAULT 0
-  );
-  CREATE INDEX chains_by_runner ON chains (repo, runner, created_at);
-
-  CREATE TABLE chain_steps (
-    chain_id TEXT NOT NULL REFERENCES chains (id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    definition_key TEXT NOT NULL,
-    snapshot TEXT,
-    -- Identity of the machine state after this step: new when the step ran, carried over when it was
-    -- restored from cache. A child Layerfile's definition keys chain its parent's final state id.
-    state_id TEXT NOT NULL,
-    trace TEXT,
-    copies TEXT NOT NULL DEFAULT '[]',
-    repeatable INTEGER NOT NULL DEFAULT 0,
-    succeeded INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (chain_id, idx)
-  );
-  CREATE INDEX chain_steps_by_key ON chain_steps (idx, definition_key);
-  `,
-  `
-  -- RUN BACKGROUND: the background commands running after each chain step (cumulative, in start order,
-  -- JSON [{command, env, workdir, user}]). A restore re-launches those of the restore point.
-  ALTER TABLE chain_steps ADD COLUMN background TEXT NOT NULL DEFAULT '[]';
-  `,
-  `
-  -- CLONE: the remote trees a chain's machine holds, JSON [{namespace, url, branch, commit, tree}]. The
-  -- next run diffs each against the remote's new tree (src/engine/clone.ts).
-  ALTER TABLE chains ADD COLUMN clones TEXT NOT NULL DEFAULT '[]';
-  `,
-  // strata serve: users, sessions, API tokens, repositories and their encrypted secrets.
-  SERVER_TABLES_MIGRATION,
-  // strata serve: the job queue, webhook deliveries, polled branch heads.
-  JOB_TABLES_MIGRATION,
-  `
-  -- RUN BACKGROUND: the TCP ports listening in the machine when a step's snapshot was taken, JSON
-  -- [5432, ...]. After a restore re-launches the background commands, the first step runs once these
-  -- listen again (or after the 2 s check), not before: later steps may rely on the services being up.
-  ALTER TABLE chain_steps ADD COLUMN listening TEXT NOT NULL DEFAULT '[]';
-  `,
-  `
-  -- strata-split timings. split_timings: the newest seconds each test file took, as reported by a
-  -- Layerfile's steps (lines written to $STRATA_TIMINGS_OUT), per repository + Layerfile.
-  -- split_timing_sets: immutable copies of those, frozen when a SPLIT step runs, by digest; the SPLIT
-  -- step's chain row names the set its copies' shares were computed with (src/store/splitTimings.ts).
-  CREATE TABLE split_timings (
-    repo TEXT NOT NULL,
-    layerfile TEXT NOT NULL,
-    path TEXT NOT NULL,
-    seconds REAL NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (repo, layerfile, path)
-  );
-  CREATE TABLE split_timing_sets (
-    digest TEXT PRIMARY KEY,
-    content TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-  );
-  ALTER TABLE chain_steps ADD COLUMN split_timings TEXT;
-  `,
-  `
-  -- strata serve: the web page of the pull request a job builds (its steps' LAYERCI_PULL_REQUEST), from the
-  -- forge's pull_request webhook; NULL when no pull request is behind the job (a push, a poll, a manual
-  -- trigger) and for jobs made before this column.
-  ALTER TABLE jobs ADD COLUMN pull_request_url TEXT;
-  `,
-];
-
-/** Opens (creating if needed) the database at `file` and brings its schema up to date. */
-export function openDatabase(file: string): Db {
-  let db: Db;
+/**
+ * Opens (creating if needed) the SQLite database at `file` (or ':memory:') and brings its schema up to
+ * date. Kysely shares the one connection with the raw handle; since better-sqlite3 runs each statement
+ * synchronously, every single statement is atomic, and the stores built on it keep to single statements.
+ */
+export async function openDatabase(file: string): Promise<SqliteStoreDatabase> {
+  let raw: Db;
   try {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-    db = new Database(file);
+    raw = new Database(file);
   } catch (cause) {
     throw new StrataError('STRATA_STORE', `cannot open the database ${file}`, { cause });
   }
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 10000');
-  const version = db.pragma('user_version', { simple: true }) as number;
-  for (let v = version; v < MIGRATIONS.length; v++) {
-    const migration = MIGRATIONS[v] as string;
-    db.transaction(() => {
-      db.exec(migration);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
+  raw.pragma('journal_mode = WAL');
+  raw.pragma('synchronous = NORMAL');
+  raw.pragma('foreign_keys = ON');
+  raw.pragma('busy_timeout = 10000');
+  const sql = new Kysely<StoreSchema>({ dialect: new SqliteDialect({ database: raw }) });
+  try {
+    applyLegacyMigrations(raw);
+    await migrate(sql, 'sqlite', file);
+  } catch (error) {
+    await sql.destroy(); // closes `raw` too
+    throw error;
   }
-  return db;
+  return { kind: 'sqlite', sql, raw, close: () => sql.destroy() };
 }
 
-/** The schema as its first version created it (tests of upgrades from an old database). */
-export const FIRST_SCHEMA: string = MIGRATIONS[0] as string;
+/** Postgres's bigint (int8) columns hold milliseconds and counts well inside 2^53: read them as numbers. */
+const INT8_OID = 20;
+const pgTypes = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary' ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/** Connects to the Postgres database at `url` (postgres://user:pass@host:port/db) and migrates it. */
+export async function openPostgres(url: string, options: { maxConnections?: number } = {}): Promise<StoreDatabase> {
+  const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10, types: pgTypes });
+  // An idle client whose server went away (a Postgres restart) is dropped by the pool; it must not crash us.
+  pool.on('error', () => {});
+  const sql = new Kysely<StoreSchema>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    await migrate(sql, 'postgres', redactUrl(url));
+  } catch (error) {
+    await sql.destroy();
+    throw error;
+  }
+  return { kind: 'postgres', sql, close: () => sql.destroy() };
+}
+
+async function migrate(sql: Kysely<StoreSchema>, kind: SqlKind, where: string): Promise<void> {
+  const migrations = storeMigrations(kind);
+  const provider: MigrationProvider = { getMigrations: async () => migrations };
+  const { error, results } = await new Migrator({ db: sql, provider }).migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    throw new StrataError('STRATA_STORE', `cannot migrate the database ${where}${failed ? ` (migration ${failed})` : ''}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
+
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+}

@@ -1,5 +1,7 @@
 // Runs as history: what ran, what was cached and why. `strata why` and the server read this.
-import type { Db } from './database.js';
+import type { StoreDatabase } from './database.js';
+import type { Selectable } from 'kysely';
+import type { RunsTable } from './sql/schema.js';
 
 export type RunStatus = 'running' | 'success' | 'failure' | 'error' | 'cancelled';
 export type StepOutcome = 'pending' | 'cached' | 'ran' | 'failed' | 'skipped';
@@ -41,34 +43,27 @@ export interface RunRecord {
   runners: RunRunnerRecord[];
 }
 
+/** Runs as history, in whichever database holds them; one conformance suite runs against each (test/store). */
 export interface RunLog {
-  createRun(run: Omit<RunRecord, 'finishedAt' | 'status' | 'runners'>): void;
-  finishRun(id: string, status: RunStatus, finishedAt: number): void;
-  setRunner(runId: string, runner: { runner: string; layerfile: string; status: string; plan?: string | null }): void;
-  setStep(runId: string, step: RunStepRecord): void;
-  getRun(id: string): RunRecord | undefined;
-  lastRun(repo: string): RunRecord | undefined;
+  createRun(run: Omit<RunRecord, 'finishedAt' | 'status' | 'runners'>): Promise<void>;
+  finishRun(id: string, status: RunStatus, finishedAt: number): Promise<void>;
+  /** Adds the runner or updates its status (and its plan, when given). */
+  setRunner(runId: string, runner: { runner: string; layerfile: string; status: string; plan?: string | null }): Promise<void>;
+  /** Adds the step or replaces its record. */
+  setStep(runId: string, step: RunStepRecord): Promise<void>;
+  getRun(id: string): Promise<RunRecord | undefined>;
+  lastRun(repo: string): Promise<RunRecord | undefined>;
 }
 
-interface RunRow { id: string; repo: string; commit_id: string | null; tree: string; branch: string; started_at: number; finished_at: number | null; status: RunStatus }
-interface RunnerRow { runner: string; layerfile: string; status: string; plan: string | null }
-interface StepRow { runner: string; idx: number; line: number; text: string; status: StepOutcome; reason: string | null; duration_ms: number | null; snapshot: string | null }
+export function createRunLog(database: StoreDatabase): RunLog {
+  const db = database.sql;
 
-export function createRunLog(db: Db): RunLog {
-  const insertRun = db.prepare('INSERT INTO runs (id, repo, commit_id, tree, branch, started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?)');
-  const updateRun = db.prepare('UPDATE runs SET status = ?, finished_at = ? WHERE id = ?');
-  const upsertRunner = db.prepare(`INSERT INTO run_runners (run_id, runner, layerfile, status, plan) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (run_id, runner) DO UPDATE SET status = excluded.status, plan = COALESCE(excluded.plan, run_runners.plan)`);
-  const upsertStep = db.prepare(`INSERT OR REPLACE INTO run_steps (run_id, runner, idx, line, text, status, reason, duration_ms, snapshot)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-  const selectRun = db.prepare<[string], RunRow>('SELECT * FROM runs WHERE id = ?');
-  const selectLast = db.prepare<[string], RunRow>('SELECT * FROM runs WHERE repo = ? ORDER BY started_at DESC, rowid DESC LIMIT 1');
-  const selectRunners = db.prepare<[string], RunnerRow>('SELECT runner, layerfile, status, plan FROM run_runners WHERE run_id = ? ORDER BY rowid');
-  const selectSteps = db.prepare<[string], StepRow>('SELECT * FROM run_steps WHERE run_id = ? ORDER BY runner, idx');
-
-  const load = (row: RunRow | undefined): RunRecord | undefined => {
+  const load = async (row: Selectable<RunsTable> | undefined): Promise<RunRecord | undefined> => {
     if (!row) return undefined;
-    const steps = selectSteps.all(row.id);
+    const [runners, steps] = await Promise.all([
+      db.selectFrom('run_runners').select(['runner', 'layerfile', 'status', 'plan']).where('run_id', '=', row.id).orderBy('rowid').execute(),
+      db.selectFrom('run_steps').selectAll().where('run_id', '=', row.id).orderBy('runner').orderBy('idx').execute(),
+    ]);
     return {
       id: row.id,
       repo: row.repo,
@@ -77,8 +72,8 @@ export function createRunLog(db: Db): RunLog {
       branch: row.branch,
       startedAt: row.started_at,
       finishedAt: row.finished_at,
-      status: row.status,
-      runners: selectRunners.all(row.id).map((r) => ({
+      status: row.status as RunStatus,
+      runners: runners.map((r) => ({
         ...r,
         steps: steps
           .filter((s) => s.runner === r.runner)
@@ -87,7 +82,7 @@ export function createRunLog(db: Db): RunLog {
             index: s.idx,
             line: s.line,
             text: s.text,
-            status: s.status,
+            status: s.status as StepOutcome,
             reason: s.reason === null ? null : (JSON.parse(s.reason) as StepReason),
             durationMs: s.duration_ms,
             snapshot: s.snapshot,
@@ -97,23 +92,47 @@ export function createRunLog(db: Db): RunLog {
   };
 
   return {
-    createRun(run) {
-      insertRun.run(run.id, run.repo, run.commit, run.tree, run.branch, run.startedAt, 'running');
+    async createRun(run) {
+      await db
+        .insertInto('runs')
+        .values({ id: run.id, repo: run.repo, commit_id: run.commit, tree: run.tree, branch: run.branch, started_at: run.startedAt, status: 'running' })
+        .execute();
     },
-    finishRun(id, status, finishedAt) {
-      updateRun.run(status, finishedAt, id);
+    async finishRun(id, status, finishedAt) {
+      await db.updateTable('runs').set({ status, finished_at: finishedAt }).where('id', '=', id).execute();
     },
-    setRunner(runId, runner) {
-      upsertRunner.run(runId, runner.runner, runner.layerfile, runner.status, runner.plan ?? null);
+    async setRunner(runId, runner) {
+      await db
+        .insertInto('run_runners')
+        .values({ run_id: runId, runner: runner.runner, layerfile: runner.layerfile, status: runner.status, plan: runner.plan ?? null })
+        .onConflict((oc) =>
+          oc.columns(['run_id', 'runner']).doUpdateSet((eb) => ({
+            status: eb.ref('excluded.status'),
+            plan: eb.fn.coalesce(eb.ref('excluded.plan'), eb.ref('run_runners.plan')),
+          })),
+        )
+        .execute();
     },
-    setStep(runId, step) {
-      upsertStep.run(runId, step.runner, step.index, step.line, step.text, step.status, step.reason ? JSON.stringify(step.reason) : null, step.durationMs, step.snapshot);
+    async setStep(runId, step) {
+      const values = {
+        run_id: runId,
+        runner: step.runner,
+        idx: step.index,
+        line: step.line,
+        text: step.text,
+        status: step.status,
+        reason: step.reason ? JSON.stringify(step.reason) : null,
+        duration_ms: step.durationMs,
+        snapshot: step.snapshot,
+      };
+      const { run_id: _run, runner: _runner, idx: _idx, ...update } = values;
+      await db.insertInto('run_steps').values(values).onConflict((oc) => oc.columns(['run_id', 'runner', 'idx']).doUpdateSet(update)).execute();
     },
-    getRun(id) {
-      return load(selectRun.get(id));
+    async getRun(id) {
+      return load(await db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst());
     },
-    lastRun(repo) {
-      return load(selectLast.get(repo));
+    async lastRun(repo) {
+      return load(await db.selectFrom('runs').selectAll().where('repo', '=', repo).orderBy('started_at', 'desc').orderBy('rowid', 'desc').limit(1).executeTakeFirst());
     },
   };
 }

@@ -9,7 +9,7 @@
 // the SPLIT step's chain row keeps that digest, and the engine never lets a copy reuse steps computed
 // with another set than copy 0's in the same run (src/engine/runLayerfile.ts).
 import { createHash } from 'node:crypto';
-import type { Db } from './database.js';
+import type { StoreDatabase } from './database.js';
 
 export interface TimingEntry {
   path: string;
@@ -18,18 +18,18 @@ export interface TimingEntry {
 
 export interface SplitTimings {
   /** Stores reported timings (the newest report of a path wins); returns how many were stored. */
-  record(repo: string, layerfile: string, entries: readonly TimingEntry[], now: number): number;
+  record(repo: string, layerfile: string, entries: readonly TimingEntry[], now: number): Promise<number>;
   /** Freezes the current timings of (repo, layerfile) into an immutable set: its digest, or null when there are none. */
-  freeze(repo: string, layerfile: string, now: number): string | null;
+  freeze(repo: string, layerfile: string, now: number): Promise<string | null>;
   /** A frozen set as `path seconds` lines, or undefined when it is gone. */
-  content(digest: string): string | undefined;
+  content(digest: string): Promise<string | undefined>;
   /** Whether a frozen set is still stored (without reading it). */
-  has(digest: string): boolean;
+  has(digest: string): Promise<boolean>;
   /**
    * Removes frozen sets no chain step names any more, once older than `minAgeMs` (a set frozen for a
    * SPLIT step that has not been recorded yet must survive); returns how many went.
    */
-  pruneUnreferenced(now: number, minAgeMs: number): number;
+  pruneUnreferenced(now: number, minAgeMs: number): Promise<number>;
 }
 
 /** Timings not reported again for this long are forgotten (renamed or deleted tests). */
@@ -59,51 +59,63 @@ function normalizePath(path: string): string {
   return path.trim().replace(/^(\.\/)+/, '');
 }
 
-export function createSplitTimings(db: Db): SplitTimings {
-  const upsert = db.prepare<[string, string, string, number, number]>(`
-    INSERT INTO split_timings (repo, layerfile, path, seconds, updated_at) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (repo, layerfile, path) DO UPDATE SET seconds = excluded.seconds, updated_at = excluded.updated_at`);
-  const forgetOld = db.prepare<[string, string, number]>('DELETE FROM split_timings WHERE repo = ? AND layerfile = ? AND updated_at < ?');
-  const current = db.prepare<[string, string, number], { path: string; seconds: number }>(
-    'SELECT path, seconds FROM split_timings WHERE repo = ? AND layerfile = ? ORDER BY updated_at DESC, path LIMIT ?',
-  );
-  const insertSet = db.prepare<[string, string, number]>(`
-    INSERT INTO split_timing_sets (digest, content, created_at) VALUES (?, ?, ?)
-    ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at`);
-  const selectSet = db.prepare<[string], { content: string }>('SELECT content FROM split_timing_sets WHERE digest = ?');
-  const setExists = db.prepare<[string], { found: number }>('SELECT 1 AS found FROM split_timing_sets WHERE digest = ?');
-  const pruneSets = db.prepare<[number]>(`
-    DELETE FROM split_timing_sets WHERE created_at < ?
-      AND digest NOT IN (SELECT split_timings FROM chain_steps WHERE split_timings IS NOT NULL)`);
+/** Rows per INSERT of reported timings (5 parameters each: well under SQLite's and Postgres's limits). */
+const UPSERT_CHUNK = 500;
 
+export function createSplitTimings(database: StoreDatabase): SplitTimings {
+  const db = database.sql;
   return {
-    record(repo, layerfile, entries, now) {
+    // Not one transaction (the SQLite connection is shared: see database.ts): a report cut short by a
+    // crash leaves some of its timings stored, which only makes the next SPLIT's shares less even.
+    async record(repo, layerfile, entries, now) {
       const newest = new Map<string, number>();
       for (const e of entries.slice(-MAX_TIMING_PATHS)) newest.set(e.path, e.seconds);
-      db.transaction(() => {
-        for (const [path, seconds] of newest) upsert.run(repo, layerfile, path, seconds, now);
-        forgetOld.run(repo, layerfile, now - FORGET_AFTER_MS);
-      })();
+      const rows = [...newest].map(([path, seconds]) => ({ repo, layerfile, path, seconds, updated_at: now }));
+      for (let i = 0; i < rows.length; i += UPSERT_CHUNK) {
+        await db
+          .insertInto('split_timings')
+          .values(rows.slice(i, i + UPSERT_CHUNK))
+          .onConflict((oc) => oc.columns(['repo', 'layerfile', 'path']).doUpdateSet((eb) => ({ seconds: eb.ref('excluded.seconds'), updated_at: eb.ref('excluded.updated_at') })))
+          .execute();
+      }
+      await db.deleteFrom('split_timings').where('repo', '=', repo).where('layerfile', '=', layerfile).where('updated_at', '<', now - FORGET_AFTER_MS).execute();
       return newest.size;
     },
-    freeze(repo, layerfile, now) {
-      const rows = current.all(repo, layerfile, MAX_TIMING_PATHS);
+    async freeze(repo, layerfile, now) {
+      const rows = await db
+        .selectFrom('split_timings')
+        .select(['path', 'seconds'])
+        .where('repo', '=', repo)
+        .where('layerfile', '=', layerfile)
+        .orderBy('updated_at', 'desc')
+        .orderBy('path')
+        .limit(MAX_TIMING_PATHS)
+        .execute();
       if (rows.length === 0) return null;
       // Sorted by path: the same timings always freeze into the same set.
       rows.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
       const content = rows.map((r) => `${r.path} ${formatSeconds(r.seconds)}\n`).join('');
       const digest = createHash('sha256').update(content).digest('hex');
-      insertSet.run(digest, content, now);
+      await db
+        .insertInto('split_timing_sets')
+        .values({ digest, content, created_at: now })
+        .onConflict((oc) => oc.column('digest').doUpdateSet({ created_at: now }))
+        .execute();
       return digest;
     },
-    content(digest) {
-      return selectSet.get(digest)?.content;
+    async content(digest) {
+      return (await db.selectFrom('split_timing_sets').select('content').where('digest', '=', digest).executeTakeFirst())?.content;
     },
-    has(digest) {
-      return setExists.get(digest) !== undefined;
+    async has(digest) {
+      return (await db.selectFrom('split_timing_sets').select('digest').where('digest', '=', digest).executeTakeFirst()) !== undefined;
     },
-    pruneUnreferenced(now, minAgeMs) {
-      return pruneSets.run(now - minAgeMs).changes;
+    async pruneUnreferenced(now, minAgeMs) {
+      const result = await db
+        .deleteFrom('split_timing_sets')
+        .where('created_at', '<', now - minAgeMs)
+        .where('digest', 'not in', db.selectFrom('chain_steps').select('split_timings as digest').where('split_timings', 'is not', null).$narrowType<{ digest: string }>())
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
     },
   };
 }

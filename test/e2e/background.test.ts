@@ -14,8 +14,8 @@ const ROOT = 'main-layerfile';
 type Run = Awaited<ReturnType<TestEngine['run']>>;
 
 /** The runner's plan summary as the run log recorded it (what the terminal shows first). */
-function planOf(engine: TestEngine, run: Run, runner = ROOT): string {
-  return engine.engine.deps.runLog.getRun(run.result.runId)?.runners.find((r) => r.runner === runner)?.plan ?? '';
+async function planOf(engine: TestEngine, run: Run, runner = ROOT): Promise<string> {
+  return (await engine.engine.deps.runLog.getRun(run.result.runId))?.runners.find((r) => r.runner === runner)?.plan ?? '';
 }
 
 function messages(run: Run): string {
@@ -23,16 +23,16 @@ function messages(run: Run): string {
 }
 
 /** The trace the cache index recorded for `step` of the run's chain. */
-function recordedTrace(engine: TestEngine, run: Run, step: number, runner = ROOT): StepTrace {
-  const db = openDatabase(join(engine.store, 'strata.db'));
+async function recordedTrace(engine: TestEngine, run: Run, step: number, runner = ROOT): Promise<StepTrace> {
+  const database = await openDatabase(join(engine.store, 'strata.db'));
   try {
-    const row = db
+    const row = database.raw
       .prepare<[string, string, number], { trace: string }>('SELECT s.trace FROM chain_steps s JOIN chains c ON c.id = s.chain_id WHERE c.run_id = ? AND c.runner = ? AND s.idx = ?')
       .get(run.result.runId, runner, step);
     assert.ok(row, `no index row for step ${step + 1} of ${run.result.runId}`);
     return JSON.parse(row.trace) as StepTrace;
   } finally {
-    db.close();
+    await database.close();
   }
 }
 
@@ -59,7 +59,7 @@ test('a background server keeps serving later steps, and a restore re-launches i
   assert.deepEqual(first.ran, [`${ROOT}#0`, `${ROOT}#1`, `${ROOT}#2`, `${ROOT}#3`]);
   assert.equal(first.output.get(`${ROOT}#2`), 'hello\npage v1\n', 'a later step reaches the server');
   assert.equal(first.output.get(`${ROOT}#3`), 'last v1\nhello\npage v1\n');
-  assert.doesNotMatch(planOf(engine, first), /re-launched/);
+  assert.doesNotMatch(await planOf(engine, first), /re-launched/);
 
   // Only the last step read last.txt: restore after step 3, where the server ran, so start it again.
   repo.commit('edit last.txt', { 'last.txt': 'last v2\n' });
@@ -67,9 +67,9 @@ test('a background server keeps serving later steps, and a restore re-launches i
   assert.equal(second.result.status, 'success', messages(second));
   assert.deepEqual(second.ran, [`${ROOT}#3`]);
   assert.equal(second.output.get(`${ROOT}#3`), 'last v2\nhello\npage v1\n', 'the re-launched server answers the rerun step');
-  assert.match(planOf(engine, second), /restoring after step 3, rerunning from step 4, re-launched 1 background process$/);
+  assert.match(await planOf(engine, second), /restoring after step 3, rerunning from step 4, re-launched 1 background process$/);
   // The re-launched server read greeting.txt before step 4 began: that read is recorded as step 4's.
-  const recorded = recordedTrace(engine, second, 3);
+  const recorded = await recordedTrace(engine, second, 3);
   assert.ok(recorded.read.includes('/root/app/greeting.txt'), `step 4's trace: ${JSON.stringify(recorded)}`);
   assert.ok(recorded.read.includes('/root/app/last.txt'));
 
@@ -79,7 +79,7 @@ test('a background server keeps serving later steps, and a restore re-launches i
   assert.equal(third.result.status, 'success', messages(third));
   assert.deepEqual(third.ran, [`${ROOT}#2`, `${ROOT}#3`]);
   assert.equal(third.output.get(`${ROOT}#2`), 'hello\npage v2\n');
-  assert.match(planOf(engine, third), /restoring after step 2, .*re-launched 1 background process/);
+  assert.match(await planOf(engine, third), /restoring after step 2, .*re-launched 1 background process/);
 
   // greeting.txt is read when the server starts, inside the RUN BACKGROUND step's window.
   repo.commit('edit greeting.txt', { 'greeting.txt': 'bonjour\n' });
@@ -87,7 +87,7 @@ test('a background server keeps serving later steps, and a restore re-launches i
   assert.equal(fourth.result.status, 'success', messages(fourth));
   assert.deepEqual(fourth.ran, [`${ROOT}#1`, `${ROOT}#2`, `${ROOT}#3`]);
   assert.equal(fourth.output.get(`${ROOT}#3`), 'last v2\nbonjour\npage v2\n');
-  assert.doesNotMatch(planOf(engine, fourth), /re-launched/, 'the restore point (after the COPY) had no background process');
+  assert.doesNotMatch(await planOf(engine, fourth), /re-launched/, 'the restore point (after the COPY) had no background process');
 });
 
 test('a background command that exits non-zero within 2 s fails its step; exiting 0 is fine', { timeout: 300_000 }, async (t) => {
@@ -139,14 +139,14 @@ test('a child Layerfile starts with its parent\'s background processes running a
   assert.equal(first.result.status, 'success', messages(first));
   assert.deepEqual(first.ran, ['base#0', 'base#1', 'child#0', 'child#1']);
   assert.equal(first.output.get('child#1'), 'asking\nfrom the parent\n');
-  assert.match(planOf(engine, first, 'child'), /running all 2 step\(s\), re-launched 1 background process/);
+  assert.match(await planOf(engine, first, 'child'), /running all 2 step\(s\), re-launched 1 background process/);
 
   repo.commit('edit ask.sh', { 'child/ask.sh': `echo asking again; ${FETCH}\n` });
   const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.equal(second.result.status, 'success', messages(second));
   assert.deepEqual(second.ran, ['child#1'], 'the parent reruns nothing');
   assert.equal(second.output.get('child#1'), 'asking again\nfrom the parent\n');
-  assert.match(planOf(engine, second, 'child'), /re-launched 1 background process/);
+  assert.match(await planOf(engine, second, 'child'), /re-launched 1 background process/);
 });
 
 // The issue's case: a base Layerfile installs Postgres, runs it in the background and migrates; a child
@@ -182,7 +182,7 @@ test('Postgres started by RUN BACKGROUND in a base Layerfile serves its migrated
   assert.deepEqual(first.ran, ['base#0', 'base#1', 'base#2', 'base#3', 'child#0', 'child#1']);
   assert.equal(first.output.get('base#3'), 'migrated\n');
   assert.equal(first.output.get('child#1'), 'migrated row\n', 'the child reaches the parent\'s database, re-launched');
-  assert.match(planOf(engine, first, 'child'), /re-launched 1 background process/);
+  assert.match(await planOf(engine, first, 'child'), /re-launched 1 background process/);
 
   repo.commit('edit the query', { 'child/query.sql': "SELECT text || ' (asked again)' FROM greetings;\n" });
   const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
@@ -192,7 +192,7 @@ test('Postgres started by RUN BACKGROUND in a base Layerfile serves its migrated
   const log = second.output.get('child#1') ?? '';
   assert.match(log, /automatic recovery in progress[^]*ready to accept connections/, 'Postgres recovered the snapshot it was re-launched on');
   assert.deepEqual(log.split('\n').filter((line) => line.startsWith('migrated row')), ['migrated row (asked again)']);
-  assert.match(planOf(engine, second, 'child'), /restoring after step 1, rerunning from step 2, re-launched 1 background process/);
+  assert.match(await planOf(engine, second, 'child'), /restoring after step 1, rerunning from step 2, re-launched 1 background process/);
 });
 
 for (const [kind, wrap] of [

@@ -42,7 +42,7 @@ test('cancel: the running step is killed and not cached, children are skipped, n
     { runner: 'child', status: 'skipped' },
     { runner: 'main-layerfile', status: 'cancelled' },
   ]);
-  assert.equal(te.engine.deps.runLog.lastRun(repo.dir)?.status, 'cancelled');
+  assert.equal((await te.engine.deps.runLog.lastRun(repo.dir))?.status, 'cancelled');
   assert.deepEqual(machinesOf(te.store), [], 'no machine is left running');
 
   // The next run of the same commit: step 1 (done before the cancel) is reused; the cancelled step was

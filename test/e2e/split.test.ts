@@ -14,8 +14,8 @@ function messages(run: Run): string {
   return [...run.result.outcomes.values()].map((o) => o.message ?? '').join('; ');
 }
 
-function runnersOf(engine: TestEngine, run: Run): Array<{ runner: string; status: string; plan: string | null }> {
-  const record = engine.engine.deps.runLog.getRun(run.result.runId);
+async function runnersOf(engine: TestEngine, run: Run): Promise<Array<{ runner: string; status: string; plan: string | null }>> {
+  const record = await engine.engine.deps.runLog.getRun(run.result.runId);
   assert.ok(record, 'the run is in the run log');
   return record.runners.map((r) => ({ runner: r.runner, status: r.status, plan: r.plan ?? null })).sort((a, b) => a.runner.localeCompare(b.runner));
 }
@@ -51,7 +51,7 @@ test('SPLIT 3: the prefix runs once, every copy runs the rest with its own index
   // 1. Three runners; the prefix ran once (in copy 0); each copy printed its index and its file.
   const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.equal(first.result.status, 'success', messages(first));
-  assert.deepEqual(runnersOf(engine, first).map((r) => [r.runner, r.status]), COPIES.map((r) => [r, 'success']));
+  assert.deepEqual((await runnersOf(engine, first)).map((r) => [r.runner, r.status]), COPIES.map((r) => [r, 'success']));
   assert.equal(countLines(first, 'prefix'), 1, 'the steps before the SPLIT ran once');
   assert.equal(first.output.get(`${ROOT}#1`), 'prefix\nbefore: SPLIT=unset SPLIT_NUM=unset\n', 'no SPLIT variables before the SPLIT line');
   assert.deepEqual(first.ran, [`${ROOT}#0`, `${ROOT}#1`, `${ROOT}#2`, `${ROOT}#3`, `${ROOT}-2#2`, `${ROOT}-2#3`, `${ROOT}-3#2`, `${ROOT}-3#3`]);
@@ -98,7 +98,7 @@ test('SPLIT: one failing copy fails the run, the other copies finish', { timeout
   });
   const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.equal(run.result.status, 'failure');
-  assert.deepEqual(runnersOf(engine, run).map((r) => [r.runner, r.status]), [[ROOT, 'success'], [`${ROOT}-2`, 'success'], [`${ROOT}-3`, 'failure']]);
+  assert.deepEqual((await runnersOf(engine, run)).map((r) => [r.runner, r.status]), [[ROOT, 'success'], [`${ROOT}-2`, 'success'], [`${ROOT}-3`, 'failure']]);
   assert.equal(statusOf(run, `${ROOT}-3`, 2), 'failed');
   assert.equal(statusOf(run, `${ROOT}-3`, 3), undefined, 'the failed copy stops at its failure');
   assert.equal(run.output.get(`${ROOT}#3`), 'after 0\n');
@@ -113,7 +113,7 @@ test('SPLIT: copies wait for copy 0 and are skipped when the steps before the SP
   const run = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.equal(run.result.status, 'failure');
   assert.deepEqual(run.ran, [`${ROOT}#0`], 'only copy 0 ran the failing prefix');
-  const runners = runnersOf(engine, run);
+  const runners = await runnersOf(engine, run);
   assert.deepEqual(runners.map((r) => [r.runner, r.status]), [[ROOT, 'failure'], [`${ROOT}-2`, 'skipped']]);
   assert.equal(runners[1]?.plan, `not run: the steps before SPLIT failed in ${ROOT}`);
 });
@@ -141,7 +141,7 @@ test('SPLIT: a background server started before the SPLIT serves every copy', { 
   assert.deepEqual(run.ran, [`${ROOT}#0`, `${ROOT}#1`, `${ROOT}#2`, `${ROOT}-2#1`, `${ROOT}-2#2`, `${ROOT}-3#1`, `${ROOT}-3#2`], 'the server step ran once');
   COPIES.forEach((runner, index) => assert.equal(run.output.get(`${runner}#2`), `copy ${index}\nserved\n`, runner));
   for (const runner of [`${ROOT}-2`, `${ROOT}-3`]) {
-    assert.match(runnersOf(engine, run).find((r) => r.runner === runner)?.plan ?? '', /re-launched 1 background process/);
+    assert.match((await runnersOf(engine, run)).find((r) => r.runner === runner)?.plan ?? '', /re-launched 1 background process/);
   }
 });
 
@@ -174,7 +174,7 @@ test('a child of a split Layerfile starts from copy 0\'s final state; WAIT and F
   const second = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.equal(second.result.status, 'failure');
   assert.deepEqual(second.ran, ['base#2', 'base-2#2']);
-  const runners = runnersOf(engine, second);
+  const runners = await runnersOf(engine, second);
   assert.deepEqual(runners.map((r) => [r.runner, r.status]), [['base', 'success'], ['base-2', 'failure'], ['child', 'skipped'], ['waiter', 'skipped']]);
 });
 

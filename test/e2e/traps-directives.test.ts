@@ -28,8 +28,8 @@ function printed(run: Run, step: number, runner = ROOT): string | undefined {
 }
 
 /** The recorded explanation of a step (what `strata why` shows), '' when none. */
-function reason(engine: TestEngine, run: Run, step: number, runner = ROOT): string {
-  const record = engine.engine.deps.runLog.getRun(run.result.runId);
+async function reason(engine: TestEngine, run: Run, step: number, runner = ROOT): Promise<string> {
+  const record = await engine.engine.deps.runLog.getRun(run.result.runId);
   return record?.runners.find((r) => r.runner === runner)?.steps.find((s) => s.index === step)?.reason?.message ?? '';
 }
 
@@ -171,7 +171,7 @@ test('trap: CHECKPOINT disabled around USER, chown and a COPY as that user; a na
   repo.commit('a new file under the chowned directory', { 'own/new': 'n\n' });
   const third = await compare(e, repo, 'commit 3');
   assert.match(probe(third.run) ?? '', /\/app\/own\/new bob 644\n/, 'owned by bob, as after a fresh chown');
-  assert.match(reason(e.incremental, third.run, 2), /own/);
+  assert.match(await reason(e.incremental, third.run, 2), /own/);
 
   repo.commit('a file no step read', { b: 'b2\n' });
   const fourth = await compare(e, repo, 'commit 4');

@@ -30,8 +30,8 @@ function printed(run: Run, step: number, runner: string): string | undefined {
 }
 
 /** The recorded explanation of a step (what `strata why` shows), '' when none. */
-function reason(engine: TestEngine, run: Run, step: number, runner: string): string {
-  const record = engine.engine.deps.runLog.getRun(run.result.runId);
+async function reason(engine: TestEngine, run: Run, step: number, runner: string): Promise<string> {
+  const record = await engine.engine.deps.runLog.getRun(run.result.runId);
   return record?.runners.find((r) => r.runner === runner)?.steps.find((s) => s.index === step)?.reason?.message ?? '';
 }
 
@@ -119,7 +119,7 @@ test('trap: FROM three levels deep (base -> mid -> leaf): each change reruns fro
   // The leaf's ENV line keeps no snapshot of its own: it is replayed (a no-op) on the mid's state.
   assert.deepEqual(shared.ran, steps(0, 1, 'leaf'), 'base and mid did not read it: cached; the leaf reruns its reader');
   assert.equal(leafSaw(shared), 'b1\nm1\nl1\ns2\none-leaf\n');
-  assert.match(reason(engine, shared, 1, 'leaf'), /shared\.txt/);
+  assert.match(await reason(engine, shared, 1, 'leaf'), /shared\.txt/);
 
   repo.commit('a file only the leaf read', { 'leaf.txt': 'l2\n' });
   const leaf = await runOk(engine, repo, 'after editing leaf.txt');
@@ -146,7 +146,7 @@ test('trap: FROM three levels deep (base -> mid -> leaf): each change reruns fro
   const edited = await runOk(engine, repo, 'after editing the base\'s ENV line');
   assert.deepEqual(edited.ran, [...steps(1, 2, 'base'), ...steps(0, 1, 'leaf'), at(0, 'mid')], 'the base from the edited line on, and every level below');
   assert.equal(leafSaw(edited), 'b2\nm2\nl2\ns2\ntwo-leaf\n', "the leaf's ENV expands the base's new value");
-  assert.match(reason(engine, edited, 1, 'base'), /Layerfile changed/);
+  assert.match(await reason(engine, edited, 1, 'base'), /Layerfile changed/);
 });
 
 test('trap: two children of one base, and a SETUP FILE the base declares that sources another copied file', { timeout: TIMEOUT }, async (t) => {

@@ -23,8 +23,8 @@ async function runOk(engine: TestEngine, repo: Repo, what: string, commit: strin
 }
 
 /** The recorded explanation of a step (what `strata why` shows), '' when none. */
-function reason(engine: TestEngine, run: Run, step: number): string {
-  const record = engine.engine.deps.runLog.getRun(run.result.runId);
+async function reason(engine: TestEngine, run: Run, step: number): Promise<string> {
+  const record = await engine.engine.deps.runLog.getRun(run.result.runId);
   return record?.runners.find((r) => r.runner === 'main-layerfile')?.steps.find((s) => s.index === step)?.reason?.message ?? '';
 }
 
@@ -40,7 +40,7 @@ test('trap: a read file is renamed within a directory the step listed (same cont
   const renamed = await runOk(engine, repo, 'after the rename');
   assert.deepEqual(renamed.ran, [at(1), at(2)]);
   assert.equal(renamed.output.get(at(1)), 'a.txt\nc.txt\nA\nB\n', 'the listing shows the new name, not the old one');
-  assert.match(reason(engine, renamed, 1), /src\/(b|c)\.txt/);
+  assert.match(await reason(engine, renamed, 1), /src\/(b|c)\.txt/);
 
   repo.commit('an unrelated edit', { 'other.txt': 'o2\n' });
   assert.deepEqual((await runOk(engine, repo, 'after an unrelated edit')).ran, []);
@@ -73,7 +73,7 @@ test('trap: reads through a symlinked directory (relative and absolute) inside t
   const retargeted = await runOk(engine, repo, 'after retargeting conf');
   assert.deepEqual(retargeted.ran, [at(1), at(2)]);
   assert.equal(retargeted.output.get(at(1)), 'other x\n');
-  assert.match(reason(engine, retargeted, 1), /conf/);
+  assert.match(await reason(engine, retargeted, 1), /conf/);
 
   repo.commit('edit the old target, no longer read through the link', { 'real/x.txt': 'x3\n' });
   assert.deepEqual((await runOk(engine, repo, 'after editing the old target')).ran, []);
@@ -226,7 +226,7 @@ test('trap: a Layerfile edit in the middle keeps the steps before it and reruns 
   const edited = await runOk(engine, repo, 'after editing the middle');
   assert.deepEqual(edited.ran, [at(2), at(3)]);
   assert.equal(edited.output.get(at(3)), 'b\na\nTWO\n');
-  assert.match(reason(engine, edited, 2), /Layerfile changed/);
+  assert.match(await reason(engine, edited, 2), /Layerfile changed/);
 
   repo.commit('insert a step in the middle', { Layerfile: 'FROM vm/debian:12\nCOPY . .\nRUN cat a.txt | tee /tmp/a\nENV X=inserted\nRUN echo TWO $X > /tmp/two\nRUN cat b.txt /tmp/a /tmp/two\n' });
   const inserted = await runOk(engine, repo, 'after inserting a line');
@@ -358,7 +358,7 @@ test('trap: a repo file that replaced a file of the base image (or of an earlier
   assert.ok(deleted.ran.includes(at(1)), `the COPY runs again (on the state before it): ${deleted.ran}`);
   assert.match(deleted.output.get(at(4)) ?? '', /^# ~\/\.profile: executed by Bourne-compati\n/, "Debian's .profile is back");
   assert.match(deleted.output.get(at(4)) ?? '', /\nfrom-step\n$/, "the earlier step's file is back");
-  assert.match(reason(engine, deleted, 1), /was in the machine before step 2 \(line 3\) copied over it/);
+  assert.match(await reason(engine, deleted, 1), /was in the machine before step 2 \(line 3\) copied over it/);
 
   // Deleting a file that replaced nothing still just deletes it (no copy rerun).
   repo.commit('add a new file', { 'new.txt': 'n\n' });

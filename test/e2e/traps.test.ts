@@ -26,8 +26,8 @@ async function runOk(engine: TestEngine, repo: Repo, what: string): Promise<Run>
 }
 
 /** The recorded explanation of a step (what `strata why` shows), '' when none. */
-function reason(engine: TestEngine, run: Run, step: number, runner = ROOT): string {
-  const record = engine.engine.deps.runLog.getRun(run.result.runId);
+async function reason(engine: TestEngine, run: Run, step: number, runner = ROOT): Promise<string> {
+  const record = await engine.engine.deps.runLog.getRun(run.result.runId);
   return record?.runners.find((r) => r.runner === runner)?.steps.find((s) => s.index === step)?.reason?.message ?? '';
 }
 
@@ -73,7 +73,7 @@ async function checkTrap(t: TestContext, trap: SingleStepTrap): Promise<void> {
   assert.deepEqual(second.ran, [at(2), at(3)], 'exactly the trap step and the step after it rerun');
   assert.equal(second.output.get(at(2)), trap.outputAfter, 'the rerun step sees the new sources');
   assert.equal(second.output.get(at(3)), 'after\n');
-  assert.match(reason(engine, second, 2), trap.reasonMentions, 'the rerun names the path that made it necessary');
+  assert.match(await reason(engine, second, 2), trap.reasonMentions, 'the rerun names the path that made it necessary');
 }
 
 test('trap: a file probed absent (through its missing directory) is added', { timeout: TIMEOUT }, async (t) => {
@@ -201,7 +201,7 @@ test('trap: a file a step wrote is also changed by the commit', { timeout: TIMEO
   const second = await runOk(engine, repo, 'run after the change');
   assert.deepEqual(second.ran, [at(1), at(2)], 'the step that wrote out.txt reruns, and the reader after it');
   assert.equal(second.output.get(at(2)), 'generated\n', 'the machine holds what the step wrote, not the re-applied file');
-  assert.match(reason(engine, second, 1), /out\.txt/);
+  assert.match(await reason(engine, second, 1), /out\.txt/);
 });
 
 test('trap: a comment-only Layerfile edit reruns nothing', { timeout: TIMEOUT }, async (t) => {
@@ -235,7 +235,7 @@ test('trap: a BUILD ENV variable changes (GIT_BRANCH)', { timeout: TIMEOUT }, as
   const other = await runOk(engine, repo, 'run on the other branch');
   assert.deepEqual(other.ran, [at(2), at(3)], 'reruns from the BUILD ENV line on');
   assert.equal(other.output.get(at(3)), 'branch=other\n');
-  assert.match(reason(engine, other, 2), /GIT_BRANCH/);
+  assert.match(await reason(engine, other, 2), /GIT_BRANCH/);
 
   repo.git('checkout', '-q', 'main');
   const back = await runOk(engine, repo, 'run back on main');

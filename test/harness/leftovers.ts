@@ -61,7 +61,9 @@ function processes(): Leftover[] {
       const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
       // Machines' cgroups are /strata/<machine> in every hierarchy (slirp4netns's /strata-net is not one).
       const inStrataCgroup = /:\/strata\//.test(cgroup);
-      if (!processNames.has(comm) && !inStrataCgroup) continue;
+      // Postgres servers of the tests' throwaway clusters (test/helpers/pgServer.ts).
+      const testPostgres = comm === 'postgres' && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('/strata-pg-');
+      if (!processNames.has(comm) && !inStrataCgroup && !testPostgres) continue;
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
       // A zombie is dead already; it only waits for its parent (often the host's init) to reap it.
       if (stat[0] === 'Z') continue;

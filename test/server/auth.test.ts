@@ -143,7 +143,8 @@ test('every /api route rejects a request without auth; login and webhooks do not
 
 test('first start creates admin with a random password announced once; later starts create nobody', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'strata-admin-test-'));
-  const db = openDatabase(join(dir, 'strata.db'));
+  const database = await openDatabase(join(dir, 'strata.db'));
+  const db = database.raw;
   try {
     const users = createUserStore(db);
     const lines: string[] = [];
@@ -162,7 +163,7 @@ test('first start creates admin with a random password announced once; later sta
     assert.notEqual(hashes[0]?.password_hash, hashes[1]?.password_hash);
     assert.ok(hashes.every((h) => !h.password_hash.includes(password)));
   } finally {
-    db.close();
+    await database.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

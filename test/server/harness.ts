@@ -35,11 +35,12 @@ export interface TestServer extends StrataServer {
 
 export async function startTestServer(t: TestContext, options: { jobs?: JobService; uiDir?: string; heartbeatMs?: number } = {}): Promise<TestServer> {
   const store = mkdtempSync(join(tmpdir(), 'strata-server-test-'));
-  const db = openDatabase(join(store, 'strata.db'));
+  const database = await openDatabase(join(store, 'strata.db'));
+  const db = database.raw;
   let server: StrataServer | undefined;
   t.after(async () => {
     await server?.app.close();
-    db.close();
+    await database.close();
     await removeStore(store);
   });
   const users = createUserStore(db);

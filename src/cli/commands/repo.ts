@@ -27,7 +27,8 @@ export async function repoAddCommand(name: string, urlOrPath: string, options: R
   }
   const url = normalizeRepoUrl(urlOrPath);
   const paths = storePaths(options.store);
-  const db = openDatabase(paths.database);
+  const database = await openDatabase(paths.database);
+  const db = database.raw;
   try {
     const repos = createRepoStore(db, loadOrCreateServerKey(paths.root));
     const defaultBranch = options.branch ?? (await localHeadBranch(url)) ?? undefined;
@@ -36,13 +37,14 @@ export async function repoAddCommand(name: string, urlOrPath: string, options: R
     out.write(`webhook: POST <server>/api/webhooks/${repo.name} with secret ${webhookSecret} (shown only this once)\n`);
     return 0;
   } finally {
-    db.close();
+    await database.close();
   }
 }
 
 export async function repoListCommand(options: { store?: string; json?: boolean }, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const paths = storePaths(options.store);
-  const db = openDatabase(paths.database);
+  const database = await openDatabase(paths.database);
+  const db = database.raw;
   try {
     const list = createRepoStore(db, loadOrCreateServerKey(paths.root)).list();
     if (options.json) out.write(`${JSON.stringify({ repos: list }, null, 2)}\n`);
@@ -50,6 +52,6 @@ export async function repoListCommand(options: { store?: string; json?: boolean 
     else for (const repo of list) out.write(`${repo.name}\t${repo.url}\t${repo.defaultBranch}${repo.pollSeconds ? `\tpoll ${repo.pollSeconds}s` : ''}\n`);
     return 0;
   } finally {
-    db.close();
+    await database.close();
   }
 }

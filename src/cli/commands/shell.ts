@@ -22,7 +22,7 @@ export async function shellCommand(dir: string, options: ShellOptions): Promise<
   const key = snapshotKey(`active.shell-${randomUUID()}`);
   let machine: Awaited<ReturnType<typeof engine.deps.sandbox.start>> | undefined;
   try {
-    const run = engine.deps.runLog.lastRun(repo);
+    const run = await engine.deps.runLog.lastRun(repo);
     if (!run) throw new StrataError('STRATA_USAGE', `no run of ${repo} recorded yet`, { hint: `strata run ${dir}` });
     const chosen = pickShellSnapshot(run, { runner: options.runner, step: options.step ? Number(options.step) : undefined });
     if (!(await engine.deps.snapshots.has(chosen.snapshot as SnapshotName))) {

@@ -16,22 +16,24 @@ async function readPassword(input: NodeJS.ReadableStream): Promise<string> {
 
 export async function userAddCommand(name: string, options: { store?: string }, io: { stdin: NodeJS.ReadableStream; out: NodeJS.WritableStream } = { stdin: process.stdin, out: process.stdout }): Promise<number> {
   const password = await readPassword(io.stdin);
-  const db = openDatabase(storePaths(options.store).database);
+  const database = await openDatabase(storePaths(options.store).database);
+  const db = database.raw;
   try {
     await createUserStore(db).add(name, password);
     io.out.write(`added user ${name}\n`);
     return 0;
   } finally {
-    db.close();
+    await database.close();
   }
 }
 
 export async function userTokenCommand(name: string, options: { store?: string }, out: NodeJS.WritableStream = process.stdout): Promise<number> {
-  const db = openDatabase(storePaths(options.store).database);
+  const database = await openDatabase(storePaths(options.store).database);
+  const db = database.raw;
   try {
     out.write(`${createUserStore(db).createToken(name)}\n`);
     return 0;
   } finally {
-    db.close();
+    await database.close();
   }
 }

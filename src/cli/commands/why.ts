@@ -43,9 +43,9 @@ export async function whyCommand(dir: string, options: { step?: string; store?: 
   const { repoRoot } = await import('../../source/git.js');
   const { storePaths } = await import('../../compose/engine.js');
   const repo = await repoRoot(dir);
-  const db = openDatabase(storePaths(options.store).database);
+  const db = await openDatabase(storePaths(options.store).database);
   try {
-    const run = createRunLog(db).lastRun(repo);
+    const run = await createRunLog(db).lastRun(repo);
     if (!run) {
       process.stderr.write(`strata why: no run of ${repo} recorded yet\n  hint: strata run ${dir}\n`);
       return 1;
@@ -54,6 +54,6 @@ export async function whyCommand(dir: string, options: { step?: string; store?: 
     else process.stdout.write(formatWhy(run, { step: options.step ? Number(options.step) : undefined, colour: wantsColor(process.stdout) }) + '\n');
     return 0;
   } finally {
-    db.close();
+    await db.close();
   }
 }

@@ -195,7 +195,6 @@ function leaseMsOf(job: QueuedJob): number {
 /** Engine events → JobEvents (log + subscribers) and runner rows. */
 class JobRecorder implements Reporter {
   private readonly runners = new Map<string, { position: number; detail: RunnerDetail; startedAt: number | null; view: RunnerView }>();
-  private runId: string | null = null;
   /** Set by the worker: releases the checkout once the engine has read the commit (at run start). */
   onReadCommit: () => void = () => {};
 
@@ -214,7 +213,6 @@ class JobRecorder implements Reporter {
 
   onRunStart(event: { runId: string; runners: RunnerView[] }): void {
     this.onReadCommit();
-    this.runId = event.runId;
     this.deps.queue.update(this.jobId, { runId: event.runId });
     this.deps.runners.clear(this.jobId);
     this.runners.clear();
@@ -249,11 +247,13 @@ class JobRecorder implements Reporter {
     this.emit({ type: 'runnerStart', runner: event.runner, plan: event.plan });
   }
 
-  onStepStatus(event: { runner: string; step: number; status: RunnerDetail['steps'][number]['status']; durationMs?: number; explanation?: StepExplanation }): void {
+  onStepStatus(event: { runner: string; step: number; status: RunnerDetail['steps'][number]['status']; durationMs?: number; explanation?: StepExplanation; snapshot?: string | null }): void {
     const step = this.runners.get(event.runner)?.detail.steps.find((s) => s.index === event.step);
     if (step) {
       step.status = event.status;
       if (event.durationMs !== undefined) step.durationMs = event.durationMs;
+      // Which steps left a snapshot in this run (a failed one with a snapshot can be debugged in a terminal).
+      if (event.snapshot !== undefined) step.snapshot = event.snapshot !== null;
       if (event.explanation) step.reason = event.explanation.message;
       this.save(event.runner);
     }
@@ -280,13 +280,7 @@ class JobRecorder implements Reporter {
       detail.message = event.message ?? null;
       detail.durationMs = entry.startedAt === null ? null : this.deps.now() - entry.startedAt;
       for (const step of detail.steps) if (step.status === 'pending') step.status = 'skipped';
-      // Which steps left a snapshot in this run, and whether a failure snapshot exists for the terminal.
-      const recorded = this.runId ? this.deps.engine.runLog.getRun(this.runId)?.runners.find((r) => r.runner === event.runner) : undefined;
-      for (const step of recorded?.steps ?? []) {
-        const shown = detail.steps.find((s) => s.index === step.index);
-        if (shown) shown.snapshot = step.snapshot !== null;
-      }
-      detail.debuggable = status === 'FAILURE' && (recorded?.steps.some((s) => s.status === 'failed' && s.snapshot !== null) ?? false);
+      detail.debuggable = status === 'FAILURE' && detail.steps.some((s) => s.status === 'failed' && s.snapshot);
       this.save(event.runner);
       const totals = this.totals();
       this.deps.queue.update(this.jobId, totals);

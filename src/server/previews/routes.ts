@@ -77,7 +77,7 @@ export async function previewRoutes(app: FastifyInstance, options: PreviewRoutes
   const previews =
     options.previews ??
     createPreviewManager({
-      deps: { ...ctx.engine, db: ctx.db },
+      deps: ctx.engine,
       idleMs: ctx.config.previewIdleMs,
       onNotice: (line) => ctx.log.warn(line),
     });

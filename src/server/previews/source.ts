@@ -8,8 +8,7 @@ import { resolveLayerfilePath } from '../../layerfile/graph.js';
 import { parseLayerfile, type Instruction } from '../../layerfile/index.js';
 import { snapshotName, type SnapshotName, type SnapshotStore } from '../../snapshot/types.js';
 import { readLayerfilesFromTree, type TreeId } from '../../source/git.js';
-import type { BackgroundCommand } from '../../store/cacheIndex.js';
-import type { Db } from '../../store/database.js';
+import type { BackgroundCommand, CacheIndex } from '../../store/cacheIndex.js';
 import type { RunLog, RunRecord } from '../../store/runs.js';
 
 export interface PreviewSource {
@@ -25,29 +24,23 @@ export interface PreviewSource {
 export interface PreviewSourceDeps {
   runLog: RunLog;
   snapshots: Pick<SnapshotStore, 'has'>;
-  /** The store's database: the cache index's chains are looked up by run (CacheIndex has no such query). */
-  db: Db;
+  cacheIndex: Pick<CacheIndex, 'chainOfRun'>;
 }
 
 /** The runner's final state: the last snapshot and background list of its chain in this run. */
-function chainFinalState(db: Db, runId: string, runner: string): { snapshot: string | null; background: BackgroundCommand[] | null } | null {
-  const chain = db
-    .prepare<[string, string], { id: string }>('SELECT id FROM chains WHERE run_id = ? AND runner = ? ORDER BY created_at DESC, rowid DESC LIMIT 1')
-    .get(runId, runner);
+async function chainFinalState(cacheIndex: PreviewSourceDeps['cacheIndex'], runId: string, runner: string): Promise<{ snapshot: string | null; background: BackgroundCommand[] | null } | null> {
+  const chain = await cacheIndex.chainOfRun(runId, runner);
   if (!chain) return null;
-  const steps = db
-    .prepare<[string], { snapshot: string | null; background: string }>('SELECT snapshot, background FROM chain_steps WHERE chain_id = ? ORDER BY idx')
-    .all(chain.id);
-  const last = steps.at(-1);
+  const { steps } = chain;
   return {
     // A step without a snapshot (ENV, a disabled CHECKPOINT) leaves the machine as the previous one did.
     snapshot: [...steps].reverse().find((s) => s.snapshot !== null)?.snapshot ?? null,
-    background: last ? (JSON.parse(last.background) as BackgroundCommand[]) : null,
+    background: steps.at(-1)?.background ?? null,
   };
 }
 
 export async function resolvePreviewSource(deps: PreviewSourceDeps, runId: string, runner: string): Promise<PreviewSource> {
-  const run = deps.runLog.getRun(runId);
+  const run = await deps.runLog.getRun(runId);
   if (!run) throw new StrataError('STRATA_NOT_FOUND', `no run ${runId}`);
   const record = run.runners.find((r) => r.runner === runner);
   if (!record) throw new StrataError('STRATA_NOT_FOUND', `no runner ${JSON.stringify(runner)} in ${runId}`, { hint: `runners: ${run.runners.map((r) => r.runner).join(', ')}` });
@@ -66,7 +59,7 @@ export async function resolvePreviewSource(deps: PreviewSourceDeps, runId: strin
     throw new StrataError('STRATA_NOT_FOUND', `${record.layerfile} (runner ${runner}) has no EXPOSE WEBSITE line: there is nothing to preview`);
   }
 
-  const { snapshot, background } = finalState(deps.db, run, runner, record.layerfile, instructionsOf);
+  const { snapshot, background } = await finalState(deps.cacheIndex, run, runner, record.layerfile, instructionsOf);
   if (!(await deps.snapshots.has(snapshot))) {
     throw new StrataError('STRATA_GONE', `the final snapshot of ${runner} in ${runId} (${snapshot}) is no longer in the store`, {
       hint: 'retention removed it (newer runs replaced it); run the job again for a new preview',
@@ -79,19 +72,19 @@ export async function resolvePreviewSource(deps: PreviewSourceDeps, runId: strin
  * A runner none of whose own steps left a snapshot (a child Layerfile of only ENV lines, say) ends in
  * its parent's final state: follow FROM to the parent's runner in the same run.
  */
-function finalState(
-  db: Db,
+async function finalState(
+  cacheIndex: PreviewSourceDeps['cacheIndex'],
   run: RunRecord,
   runner: string,
   layerfile: string,
   instructionsOf: (path: string) => Instruction[],
-): { snapshot: SnapshotName; background: BackgroundCommand[] } {
+): Promise<{ snapshot: SnapshotName; background: BackgroundCommand[] }> {
   const gone = (): StrataError =>
     new StrataError('STRATA_GONE', `the final state of ${runner} in ${run.id} is no longer recorded`, { hint: 'retention forgot it (newer runs replaced it); run the job again for a new preview' });
   let current = { runner, layerfile };
   let inheritedBackground: BackgroundCommand[] | null = null;
   for (let depth = 0; depth < 64; depth++) {
-    const state = chainFinalState(db, run.id, current.runner);
+    const state = await chainFinalState(cacheIndex, run.id, current.runner);
     if (!state) throw gone();
     const background: BackgroundCommand[] | null = inheritedBackground ?? state.background;
     if (state.snapshot !== null) return { snapshot: snapshotName(state.snapshot), background: background ?? [] };

@@ -68,7 +68,7 @@ async function resolveTarget(ctx: ServerContext, request: FastifyRequest<{ Param
   const { id, runner } = request.params;
   const job = ctx.jobs.get(id);
   if (!job) throw new StrataError('STRATA_NOT_FOUND', `no job ${id}`);
-  const run = job.runId === null ? undefined : ctx.engine.runLog.getRun(job.runId);
+  const run = job.runId === null ? undefined : await ctx.engine.runLog.getRun(job.runId);
   if (!run) throw new StrataError('STRATA_NOT_FOUND', `job ${id} has not run yet`);
   if (!run.runners.some((r) => r.runner === runner)) throw new StrataError('STRATA_NOT_FOUND', `job ${id} has no runner ${JSON.stringify(runner)}`);
   let chosen: ReturnType<typeof pickShellSnapshot>;

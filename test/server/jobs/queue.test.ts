@@ -10,8 +10,9 @@ import { temporaryStore } from '../../helpers/store.js';
 
 async function openQueue(t: TestContext) {
   const store = await temporaryStore(t);
-  const db = openDatabase(join(store, 'strata.db'));
-  t.after(() => db.close());
+  const database = await openDatabase(join(store, 'strata.db'));
+  const db = database.raw;
+  t.after(() => database.close());
   return { db, queue: createJobQueue(db) };
 }
 

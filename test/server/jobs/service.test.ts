@@ -18,14 +18,15 @@ const quietLog = { info: () => {}, warn: () => {}, error: () => {} };
 
 async function setup(t: TestContext) {
   const store = await temporaryStore(t);
-  const db = openDatabase(join(store, 'strata.db'));
+  const database = await openDatabase(join(store, 'strata.db'));
+  const db = database.raw;
   const repos = createRepoStore(db, loadOrCreateServerKey(store));
   const config: ServerConfig = { storeRoot: store, host: '127.0.0.1', port: 0, publicUrl: 'http://strata.test', concurrency: 1, previewIdleMs: 60_000 };
   // No job here reaches the engine: they end before a checkout (unknown repository) or never run.
   const jobs = createJobService({ config, db, engine: {} as unknown as EngineDeps, repos, log: quietLog, tickMs: 50, leaseMs: 5000 });
   t.after(async () => {
     await jobs.stop();
-    db.close();
+    await database.close();
   });
   return { db, jobs, queue: createJobQueue(db) };
 }

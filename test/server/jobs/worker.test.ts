@@ -17,8 +17,9 @@ const stepEnv = (job: JobFacts) => baseStepEnv({ jobId: 'run-1', runnerId: 'main
 
 test('a pull request job reaches the engine with its pull request URL; a push job with none', async (t) => {
   const store = await temporaryStore(t);
-  const db = openDatabase(join(store, 'strata.db'));
-  t.after(() => db.close());
+  const database = await openDatabase(join(store, 'strata.db'));
+  const db = database.raw;
+  t.after(() => database.close());
   const queue = createJobQueue(db);
   const url = 'https://github.com/team/app/pull/12';
   queue.insert({ repo: 'app', branch: 'feature/search', commit: 'b'.repeat(40), title: 'Add search', author: 'bob', trigger: 'pull_request', pullRequestUrl: url }, 1);

@@ -53,10 +53,9 @@ export async function createHarness(t: TestContext, previewIdleMs = 60_000): Pro
     for (const cleanup of cleanups.reverse()) await cleanup();
   });
   const engine = await createTestEngine(t);
-  const db = openDatabase(join(engine.store, 'strata.db'));
-  cleanups.push(() => {
-    db.close();
-  });
+  const database = await openDatabase(join(engine.store, 'strata.db'));
+  const db = database.raw;
+  cleanups.push(() => database.close());
 
   let starts = 0;
   const sandbox: EngineDeps['sandbox'] = {

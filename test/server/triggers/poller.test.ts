@@ -18,8 +18,9 @@ const quietLog = { info: () => {}, warn: () => {}, error: () => {} };
 
 async function setup(t: TestContext, pollSeconds: number | null) {
   const store = await temporaryStore(t);
-  const db = openDatabase(join(store, 'strata.db'));
-  t.after(() => db.close());
+  const database = await openDatabase(join(store, 'strata.db'));
+  const db = database.raw;
+  t.after(() => database.close());
   const repo = createGitRepo(t, { 'README.md': 'hello\n' });
   const repos = createRepoStore(db, loadOrCreateServerKey(store));
   repos.add({ name: 'app', url: repo.dir, pollSeconds });

@@ -21,7 +21,8 @@ const PR_URL = 'https://git.example.com/team/app/pull/7';
 
 async function setup(t: TestContext) {
   const store = await temporaryStore(t);
-  const db = openDatabase(join(store, 'strata.db'));
+  const database = await openDatabase(join(store, 'strata.db'));
+  const db = database.raw;
   const repos = createRepoStore(db, loadOrCreateServerKey(store));
   repos.add({ name: 'app', url: 'https://git.example.com/team/app.git', webhookSecret: SECRET });
   const config: ServerConfig = { storeRoot: store, host: '127.0.0.1', port: 0, publicUrl: 'http://strata.test', concurrency: 1, previewIdleMs: 60_000 };
@@ -36,7 +37,7 @@ async function setup(t: TestContext) {
   t.after(async () => {
     await app.close();
     await jobs.stop();
-    db.close();
+    await database.close();
   });
   return { app, jobs };
 }

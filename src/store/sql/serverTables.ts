@@ -1,6 +1,6 @@
-// The server's tables (users, sessions, API tokens, repositories and their secrets), appended to the
-// store's migrations (src/store/database.ts). Credentials are stored only as hashes; secret values and
-// webhook secrets only encrypted with the server key (src/server/repos/serverKey.ts).
+// The server's tables (users, sessions, API tokens, repositories and their secrets) as one of the frozen
+// raw SQLite migrations (legacy.ts). Credentials are stored only as hashes; secret values and webhook
+// secrets only encrypted with the server key (src/server/repos/serverKey.ts).
 export const SERVER_TABLES_MIGRATION = `
   CREATE TABLE server_users (
     name TEXT PRIMARY KEY,

@@ -1,5 +1,5 @@
-// The server's job queue and trigger bookkeeping (src/server/jobs, src/server/triggers). One migration,
-// appended to MIGRATIONS in database.ts.
+// The server's job queue and trigger bookkeeping (src/server/jobs, src/server/triggers), as one
+// of the frozen raw SQLite migrations (legacy.ts).
 
 export const JOB_TABLES_MIGRATION = `
   -- A job: one run of one commit of a server repository. Claimed by a worker with a lease
