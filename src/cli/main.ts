@@ -99,6 +99,7 @@ export function buildProgram(): Command {
     .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
     .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:7080)')
     .option('--public-url <url>', 'the URL people reach the server at (preview links, commit-status links)')
+    .option('--database <url>', 'keep the server\'s state in Postgres (postgres://user:password@host/db; also $STRATA_DATABASE_URL); default the store\'s SQLite file')
     .option('--concurrency <n>', 'how many jobs run at once (default 1)')
     .option('--admin-password <password>', 'password of the admin user created when there is no user yet (else $STRATA_ADMIN_PASSWORD, else random)')
     .option('--status-api <url>', 'GitHub-compatible API base URL to post commit statuses to')
@@ -113,6 +114,7 @@ export function buildProgram(): Command {
     .command('add <name> <url-or-path>')
     .description('Add a repository the server builds: a git URL or a local path.')
     .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--database <url>', 'the Postgres database of a server run with `strata serve --database` (also $STRATA_DATABASE_URL); default the store\'s SQLite file')
     .option('--branch <branch>', 'default branch (default: the local repo\'s HEAD branch, else main)')
     .option('--poll <seconds>', 'poll the branches every this many seconds (default: webhooks/manual only)')
     .action(async (name: string, url: string, options: import('./commands/repo.js').RepoAddOptions) => {
@@ -123,8 +125,9 @@ export function buildProgram(): Command {
     .command('list')
     .description("List the server's repositories.")
     .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--database <url>', 'the Postgres database of a server run with `strata serve --database` (also $STRATA_DATABASE_URL); default the store\'s SQLite file')
     .option('--json', 'print JSON')
-    .action(async (options: { store?: string; json?: boolean }) => {
+    .action(async (options: import('./commands/user.js').DatabaseOptions & { json?: boolean }) => {
       const { repoListCommand } = await import('./commands/repo.js');
       process.exitCode = await repoListCommand(options);
     });
@@ -133,7 +136,8 @@ export function buildProgram(): Command {
     .command('add <name>')
     .description('Add a user; the password is read from stdin (its first line).')
     .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
-    .action(async (name: string, options: { store?: string }) => {
+    .option('--database <url>', 'the Postgres database of a server run with `strata serve --database` (also $STRATA_DATABASE_URL); default the store\'s SQLite file')
+    .action(async (name: string, options: import('./commands/user.js').DatabaseOptions) => {
       const { userAddCommand } = await import('./commands/user.js');
       process.exitCode = await userAddCommand(name, options);
     });
@@ -141,7 +145,8 @@ export function buildProgram(): Command {
     .command('token <name>')
     .description('Print a new API token of a user (for Authorization: Bearer; shown only once).')
     .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
-    .action(async (name: string, options: { store?: string }) => {
+    .option('--database <url>', 'the Postgres database of a server run with `strata serve --database` (also $STRATA_DATABASE_URL); default the store\'s SQLite file')
+    .action(async (name: string, options: import('./commands/user.js').DatabaseOptions) => {
       const { userTokenCommand } = await import('./commands/user.js');
       process.exitCode = await userTokenCommand(name, options);
     });

@@ -17,7 +17,7 @@ import { createRemoteCache } from '../source/remote.js';
 import { listeningTcpPorts } from '../sandbox/listening.js';
 import type { ExecOutcome, Sandbox } from '../sandbox/types.js';
 import type { SnapshotStore } from '../snapshot/types.js';
-import { openDatabase, type Db, type SqliteStoreDatabase } from '../store/database.js';
+import { openDatabase, openPostgres, type StoreDatabase } from '../store/database.js';
 import { reapMachineRunDirs, removeRunDirsIfEmpty } from '../engine/splitTimings.js';
 import { createCacheIndex } from '../store/cacheIndex.js';
 import { lockStore } from '../store/lock.js';
@@ -35,14 +35,21 @@ export function storePaths(explicit?: string): StorePaths {
   return { root, snapshots: join(root, 'snapshots'), database: join(root, 'strata.db') };
 }
 
+/**
+ * The database of a store: Postgres when a URL is given (the server's --database), else the store's own
+ * SQLite file. Migrated to the current schema before it is returned.
+ */
+export async function openStoreDatabase(options: { store?: string | undefined; databaseUrl?: string | undefined }): Promise<StoreDatabase> {
+  const { databaseUrl } = options;
+  return databaseUrl !== undefined && databaseUrl !== '' ? openPostgres(databaseUrl) : openDatabase(storePaths(options.store).database);
+}
+
 export interface Engine {
   deps: EngineDeps;
   /** The host's settings (/etc/strata/config.json) this engine was opened with. */
   hostConfig: HostConfig;
-  /** The store's database (the server keeps its own tables in it). */
-  database: SqliteStoreDatabase;
-  /** Its raw SQLite handle (the server's tables are still queried through it directly). */
-  db: Db;
+  /** The database (the store's SQLite, or Postgres): the cache index, the run log, the server's tables. */
+  database: StoreDatabase;
   close(): Promise<void>;
 }
 
@@ -53,6 +60,8 @@ export interface OpenEngineOptions {
   hostConfig?: HostConfig | undefined;
   /** `strata run --trust-host-ca`: overrides the host config's trust_host_ca. */
   trustHostCa?: boolean | undefined;
+  /** A Postgres URL (`strata serve --database`): the database instead of the store's own SQLite file. */
+  databaseUrl?: string | undefined;
 }
 
 export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
@@ -72,9 +81,9 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
     await lock.release();
     throw error;
   }
-  let database: SqliteStoreDatabase | undefined;
+  let database: StoreDatabase | undefined;
   try {
-    database = await openDatabase(paths.database);
+    database = await openStoreDatabase({ store: paths.root, databaseUrl: options.databaseUrl });
     // Machines are named after the store, so reaping leftovers of a crashed run never touches the
     // machines of another store's run on the same host.
     const storeTag = createHash('sha256').update(paths.root).digest('hex').slice(0, 8);
@@ -122,7 +131,6 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
       deps,
       hostConfig,
       database: openedDb,
-      db: openedDb.raw,
       async close() {
         // Each part is undone even when an earlier one fails (the first failure is still thrown).
         try {

@@ -9,7 +9,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { StrataError } from '../errors.js';
 import type { EngineDeps } from '../engine/ports.js';
-import type { Db } from '../store/database.js';
+import type { StoreDatabase } from '../store/database.js';
 import { createAuthenticator } from './auth/authenticate.js';
 import type { UserStore } from './auth/users.js';
 import type { ServerConfig, ServerContext } from './context.js';
@@ -29,7 +29,7 @@ export const DEFAULT_UI_DIR = fileURLToPath(new URL('../../dist/ui/', import.met
 
 export interface CreateServerOptions {
   config: ServerConfig;
-  db: Db;
+  db: StoreDatabase;
   engine: EngineDeps;
   users: UserStore;
   repos: RepoStore;
@@ -68,7 +68,7 @@ export async function createServer(options: CreateServerOptions): Promise<Strata
   app.decorateRequest('user', null);
   const limitCredentials = await credentialLimiter(app);
   app.addHook('onRequest', async (request, reply) => {
-    request.user = ctx.authenticate(request);
+    request.user = await ctx.authenticate(request);
     // A wrong or malformed token is a guess and counts against the client's address (no header: a plain 401).
     if (request.user === null && request.headers.authorization !== undefined) await limitCredentials(request, reply);
     if (request.user === null && needsLogin(request)) {

@@ -1,5 +1,5 @@
 // The composition file of `strata serve`: opens the engine on the store (holding the store lock, like
-// `strata run`), the server's stores over the engine's database, the job service, and the HTTP app.
+// `strata run`), the server's stores over the engine's database (the store's SQLite, or Postgres), the job service, and the HTTP app.
 import { openEngine, type Engine } from '../compose/engine.js';
 import { createServer, type CreateServerOptions } from './app.js';
 import { ensureAdmin, createUserStore } from './auth/users.js';
@@ -30,14 +30,14 @@ export interface RunningServer {
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const { config } = options;
   // The engine's reporter is unused: each job runs with `{ ...engine, reporter: itsOwnReporter }`.
-  const engine: Engine = await openEngine({ store: config.storeRoot, reporter: {} });
+  const engine: Engine = await openEngine({ store: config.storeRoot, reporter: {}, databaseUrl: config.databaseUrl });
   try {
-    const users = createUserStore(engine.db);
+    const users = createUserStore(engine.database);
     await ensureAdmin(users, options.adminPassword, options.announce ?? ((line) => process.stderr.write(`${line}\n`)));
-    const repos = createRepoStore(engine.db, loadOrCreateServerKey(config.storeRoot));
+    const repos = createRepoStore(engine.database, loadOrCreateServerKey(config.storeRoot));
     const { app, ctx } = await createServer({
       config,
-      db: engine.db,
+      db: engine.database,
       engine: engine.deps,
       users,
       repos,
@@ -48,7 +48,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     try {
       const address = await app.listen({ host: config.host, port: config.port });
       ctx.jobs.start();
-      const poller: Poller = startPoller({ db: engine.db, repos, jobs: ctx.jobs, log: ctx.log });
+      const poller: Poller = startPoller({ db: engine.database, repos, jobs: ctx.jobs, log: ctx.log });
       let closing: Promise<void> | undefined;
       return {
         url: address,

@@ -2,7 +2,7 @@
 // once by the server's composition (src/server/compose.ts) and passed to each route plugin.
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import type { EngineDeps } from '../engine/ports.js';
-import type { Db } from '../store/database.js';
+import type { StoreDatabase } from '../store/database.js';
 import type { JobService } from './jobs/types.js';
 import type { RepoStore } from './repos/types.js';
 
@@ -19,6 +19,8 @@ declare module 'fastify' {
 
 export interface ServerConfig {
   storeRoot: string;
+  /** Postgres (`--database postgres://...`) for all of the server's state; default the store's SQLite file. */
+  databaseUrl?: string | undefined;
   host: string;
   port: number;
   /** The URL people reach the server at: preview links and commit-status target URLs start with it. */
@@ -33,11 +35,12 @@ export interface ServerConfig {
 
 export interface ServerContext {
   config: ServerConfig;
-  db: Db;
+  /** The server's database: the store's SQLite, or Postgres (`strata serve --database`). */
+  db: StoreDatabase;
   /** The engine's dependencies; a job runs with `{ ...engine, reporter: itsOwnReporter }`. */
   engine: EngineDeps;
   /** The user behind a request (session cookie or bearer token), or null. */
-  authenticate(request: FastifyRequest): ServerUser | null;
+  authenticate(request: FastifyRequest): Promise<ServerUser | null>;
   repos: RepoStore;
   jobs: JobService;
   log: FastifyBaseLogger;

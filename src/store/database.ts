@@ -33,6 +33,21 @@ export interface SqliteStoreDatabase extends StoreDatabase {
  * synchronously, every single statement is atomic, and the stores built on it keep to single statements.
  */
 export async function openDatabase(file: string): Promise<SqliteStoreDatabase> {
+  // Opens of one file in this process take turns: SQLite waits for a lock by blocking the thread, so a
+  // second open waiting for the first one's migration lock would keep the first from ever finishing.
+  const previous = opening.get(file) ?? Promise.resolve();
+  const mine = previous.then(() => openSqlite(file));
+  const settled = mine.catch(() => {});
+  opening.set(file, settled);
+  void settled.then(() => {
+    if (opening.get(file) === settled) opening.delete(file);
+  });
+  return mine;
+}
+
+const opening = new Map<string, Promise<unknown>>();
+
+async function openSqlite(file: string): Promise<SqliteStoreDatabase> {
   let raw: Db;
   try {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -47,7 +62,16 @@ export async function openDatabase(file: string): Promise<SqliteStoreDatabase> {
   const sql = new Kysely<StoreSchema>({ dialect: new SqliteDialect({ database: raw }) });
   try {
     applyLegacyMigrations(raw);
-    await migrate(sql, 'sqlite', file);
+    // Another process may be opening the same new store this moment (`strata user add` while `strata
+    // serve` starts): the whole migration holds SQLite's write lock, and the loser then finds it done.
+    raw.exec('BEGIN IMMEDIATE');
+    try {
+      await migrate(sql, 'sqlite', file, { inTransaction: true });
+      raw.exec('COMMIT');
+    } catch (error) {
+      if (raw.inTransaction) raw.exec('ROLLBACK');
+      throw error;
+    }
   } catch (error) {
     await sql.destroy(); // closes `raw` too
     throw error;
@@ -77,10 +101,11 @@ export async function openPostgres(url: string, options: { maxConnections?: numb
   return { kind: 'postgres', sql, close: () => sql.destroy() };
 }
 
-async function migrate(sql: Kysely<StoreSchema>, kind: SqlKind, where: string): Promise<void> {
+/** Runs the migrations; `inTransaction`: the caller holds a transaction around them all (SQLite). */
+async function migrate(sql: Kysely<StoreSchema>, kind: SqlKind, where: string, options: { inTransaction?: boolean } = {}): Promise<void> {
   const migrations = storeMigrations(kind);
   const provider: MigrationProvider = { getMigrations: async () => migrations };
-  const { error, results } = await new Migrator({ db: sql, provider }).migrateToLatest();
+  const { error, results } = await new Migrator({ db: sql, provider, disableTransactions: options.inTransaction ?? false }).migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;
     throw new StrataError('STRATA_STORE', `cannot migrate the database ${where}${failed ? ` (migration ${failed})` : ''}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });

@@ -233,7 +233,7 @@ test('strata-split timings stored by strata: --run reports them, the next SPLIT 
   const first = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.equal(first.result.status, 'success', messages(first));
   assert.deepEqual(shares(first), [['t1', 't2'], ['t3', 't4']]);
-  const stored = engine.engine.db.prepare('SELECT path, seconds FROM split_timings ORDER BY path').all() as Array<{ path: string; seconds: number }>;
+  const stored = await engine.engine.database.sql.selectFrom('split_timings').select(['path', 'seconds']).orderBy('path').execute();
   assert.deepEqual(stored.map((r) => r.path), ['tests/t1.sh', 'tests/t2.sh', 'tests/t3.sh', 'tests/t4.sh'], 'both copies reported their files');
   assert.ok((stored[0]?.seconds ?? 0) >= 1.5, `t1's time was measured: ${JSON.stringify(stored)}`);
 
@@ -256,8 +256,8 @@ test('strata-split timings stored by strata: --run reports them, the next SPLIT 
   //    slow now): copy 0 runs its SPLIT again with new timings. Copy 1's cached share was computed with
   //    the old ones, so it must not be reused (t4 would run twice and, with other numbers, a file in no
   //    share): copy 1 reruns from its SPLIT with copy 0's new timings.
-  engine.engine.db.prepare('DELETE FROM chains WHERE runner = ?').run(ROOT);
-  engine.engine.db.prepare("UPDATE split_timings SET seconds = 9 WHERE path = 'tests/t4.sh'").run();
+  await engine.engine.database.sql.deleteFrom('chains').where('runner', '=', ROOT).execute();
+  await engine.engine.database.sql.updateTable('split_timings').set({ seconds: 9 }).where('path', '=', 'tests/t4.sh').execute();
   const fourth = await engine.run({ repoDir: repo.dir, commit: 'HEAD' });
   assert.equal(fourth.result.status, 'success', messages(fourth));
   assert.deepEqual(shares(fourth), [['t4'], ['t1', 't2', 't3']]);

@@ -4,8 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CREDENTIAL_ATTEMPTS } from '../../src/server/auth/rateLimit.js';
-import { ensureAdmin, createUserStore } from '../../src/server/auth/users.js';
-import { openDatabase } from '../../src/store/database.js';
 import { errorOf, startTestServer, USER } from './harness.js';
 
 const cookieOf = (response: Response): string => {
@@ -32,7 +30,7 @@ test('login: a wrong password or unknown user is 401, the cookie logs in, logout
   const cookie = cookieOf(login);
   // Only a hash of the session id is stored.
   const sessionId = cookie.split('=')[1] as string;
-  const sessions = server.db.prepare('SELECT id_hash FROM server_sessions').all() as Array<{ id_hash: string }>;
+  const sessions = await server.db.sql.selectFrom('server_sessions').select('id_hash').execute();
   assert.equal(sessions.length, 1);
   assert.notEqual(sessions[0]?.id_hash, sessionId);
 
@@ -71,7 +69,7 @@ test('bearer tokens: a valid token authenticates, a wrong one is 401 even next t
     assert.equal(denied.status, 401, authorization);
   }
   // Tokens are stored as hashes only.
-  const stored = server.db.prepare('SELECT token_hash FROM server_api_tokens').all() as Array<{ token_hash: string }>;
+  const stored = await server.db.sql.selectFrom('server_api_tokens').select('token_hash').execute();
   assert.equal(stored.length, 1);
   assert.notEqual(stored[0]?.token_hash, server.token);
 });
@@ -139,33 +137,6 @@ test('every /api route rejects a request without auth; login and webhooks do not
   assert.equal(login.status, 400);
   const webhook = await server.api('/api/webhooks/web', { method: 'POST', json: {}, auth: false });
   assert.notEqual(webhook.status, 401);
-});
-
-test('first start creates admin with a random password announced once; later starts create nobody', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'strata-admin-test-'));
-  const database = await openDatabase(join(dir, 'strata.db'));
-  const db = database.raw;
-  try {
-    const users = createUserStore(db);
-    const lines: string[] = [];
-    const password = await ensureAdmin(users, undefined, (line) => lines.push(line));
-    assert.ok(password && password.length >= 12);
-    assert.equal(lines.length, 1);
-    assert.ok(lines[0]?.includes(password));
-    assert.deepEqual(await users.verifyLogin('admin', password), { name: 'admin' });
-    assert.equal(await users.verifyLogin('admin', `${password}x`), null);
-    assert.equal(await ensureAdmin(users, 'another password', (line) => lines.push(line)), undefined);
-    assert.equal(lines.length, 1);
-    // Per-user salt: the same password hashes differently.
-    await users.add('bob', password);
-    const hashes = db.prepare('SELECT password_hash FROM server_users ORDER BY name').all() as Array<{ password_hash: string }>;
-    assert.equal(hashes.length, 2);
-    assert.notEqual(hashes[0]?.password_hash, hashes[1]?.password_hash);
-    assert.ok(hashes.every((h) => !h.password_hash.includes(password)));
-  } finally {
-    await database.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
 });
 
 test('the web UI: files from the UI directory, index.html for client routes, JSON 404 under /api', async (t) => {

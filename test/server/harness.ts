@@ -16,7 +16,7 @@ import { loadOrCreateServerKey } from '../../src/server/repos/serverKey.js';
 import { createRepoStore } from '../../src/server/repos/store.js';
 import type { RepoStore } from '../../src/server/repos/types.js';
 import { createRemoteCache } from '../../src/source/remote.js';
-import { openDatabase, type Db } from '../../src/store/database.js';
+import { openDatabase, type StoreDatabase } from '../../src/store/database.js';
 import { removeStore } from '../helpers/store.js';
 
 export const USER = { name: 'alice', password: 'correct horse battery' };
@@ -24,7 +24,7 @@ export const USER = { name: 'alice', password: 'correct horse battery' };
 export interface TestServer extends StrataServer {
   base: string;
   store: string;
-  db: Db;
+  db: StoreDatabase;
   users: UserStore;
   repos: RepoStore;
   /** A bearer token of USER. */
@@ -35,17 +35,16 @@ export interface TestServer extends StrataServer {
 
 export async function startTestServer(t: TestContext, options: { jobs?: JobService; uiDir?: string; heartbeatMs?: number } = {}): Promise<TestServer> {
   const store = mkdtempSync(join(tmpdir(), 'strata-server-test-'));
-  const database = await openDatabase(join(store, 'strata.db'));
-  const db = database.raw;
+  const db = await openDatabase(join(store, 'strata.db'));
   let server: StrataServer | undefined;
   t.after(async () => {
     await server?.app.close();
-    await database.close();
+    await db.close();
     await removeStore(store);
   });
   const users = createUserStore(db);
   await users.add(USER.name, USER.password);
-  const token = users.createToken(USER.name);
+  const token = await users.createToken(USER.name);
   const repos = createRepoStore(db, loadOrCreateServerKey(store));
   const config: ServerConfig = { storeRoot: store, host: '127.0.0.1', port: 0, publicUrl: 'http://strata.test', concurrency: 1, previewIdleMs: 60_000 };
   // Route tests touch only the engine's remote cache (manual triggers of non-local repos); the machine
@@ -99,17 +98,17 @@ export class MemoryJobs implements JobService {
   readonly calls: string[] = [];
   private readonly listeners = new Map<string, Set<(seq: number, event: JobEvent) => void>>();
 
-  enqueue(job: NewJob): JobSummary {
+  async enqueue(job: NewJob): Promise<JobSummary> {
     const detail: JobDetail = { ...summary(`job-${this.jobs.size + 1}`, job, job.options), runners: [], message: null };
     this.jobs.set(detail.id, detail);
     this.calls.push(`enqueue ${JSON.stringify(job)}`);
     return detail;
   }
-  list(filter: JobFilter): JobSummary[] {
+  async list(filter: JobFilter): Promise<JobSummary[]> {
     this.calls.push(`list ${JSON.stringify(filter)}`);
     return [...this.jobs.values()].filter((j) => (filter.repo === undefined || j.repo === filter.repo) && (filter.status === undefined || j.status === filter.status)).reverse();
   }
-  get(id: string): JobDetail | null {
+  async get(id: string): Promise<JobDetail | null> {
     return this.jobs.get(id) ?? null;
   }
   private mustGet(id: string): JobDetail {
@@ -117,22 +116,22 @@ export class MemoryJobs implements JobService {
     if (!job) throw new StrataError('STRATA_NOT_FOUND', `no job ${id}`);
     return job;
   }
-  cancel(id: string): JobSummary {
+  async cancel(id: string): Promise<JobSummary> {
     const job = this.mustGet(id);
     job.status = 'CANCELLED';
     this.calls.push(`cancel ${id}`);
     return job;
   }
-  retry(id: string, options: Partial<JobOptions>): JobSummary {
+  async retry(id: string, options: Partial<JobOptions>): Promise<JobSummary> {
     const job = this.mustGet(id);
     this.calls.push(`retry ${id} ${JSON.stringify(options)}`);
     return this.enqueue({ ...job, trigger: 'retry', options });
   }
-  approveButton(jobId: string, buttonId: string, user: string): JobSummary {
+  async approveButton(jobId: string, buttonId: string, user: string): Promise<JobSummary> {
     this.calls.push(`approve ${jobId} ${buttonId} by ${user}`);
     return this.mustGet(jobId);
   }
-  durations(filter: { repo?: string | undefined; limit?: number | undefined }): DurationPoint[] {
+  async durations(filter: { repo?: string | undefined; limit?: number | undefined }): Promise<DurationPoint[]> {
     this.calls.push(`durations ${JSON.stringify(filter)}`);
     return [];
   }
@@ -156,7 +155,7 @@ export class MemoryJobs implements JobService {
     listeners.add(onEvent);
     return () => listeners.delete(onEvent);
   }
-  log(jobId: string, filter: { runner?: string | undefined; step?: number | undefined }): string {
+  async log(jobId: string, filter: { runner?: string | undefined; step?: number | undefined }): Promise<string> {
     this.calls.push(`log ${jobId} ${JSON.stringify(filter)}`);
     return `\u001b[32mlog of ${jobId}\u001b[0m\n`;
   }

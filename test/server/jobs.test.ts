@@ -60,7 +60,7 @@ test('manual trigger resolves the branch or a commit prefix to a full commit wit
   const jobs = new MemoryJobs();
   const server = await startTestServer(t, { jobs });
   const { dir, git } = gitRepo(t);
-  server.repos.add({ name: 'web', url: dir, defaultBranch: 'main' });
+  await server.repos.add({ name: 'web', url: dir, defaultBranch: 'main' });
 
   const onDefault = await server.api('/api/repos/web/trigger', { method: 'POST', json: {} });
   assert.equal(onDefault.status, 200);
@@ -114,7 +114,7 @@ test('job routes: unknown jobs are 404, queries are validated, the rest is deleg
   const badLimit = await server.api('/api/jobs?limit=lots');
   assert.match((await errorOf(badLimit)).message, /query\.limit/);
 
-  const job = jobs.enqueue({ repo: 'web', branch: 'main', commit: 'a'.repeat(40), title: 't', author: 'a', trigger: 'push' });
+  const job = await jobs.enqueue({ repo: 'web', branch: 'main', commit: 'a'.repeat(40), title: 't', author: 'a', trigger: 'push' });
   jobs.jobs.get(job.id)?.runners.push({
     runner: 'base', layerfile: 'Layerfile', level: 0, status: 'RUNNING', durationMs: null, message: null, steps: [], previews: [], debuggable: false,
     buttons: [{ id: 'deploy', line: 3, message: 'Deploy?', state: 'waiting' }],
@@ -149,7 +149,7 @@ test('job routes: unknown jobs are 404, queries are validated, the rest is deleg
 test('job events (SSE): stored events after Last-Event-ID, then live ones, heartbeats, closed after end', async (t) => {
   const jobs = new MemoryJobs();
   const server = await startTestServer(t, { jobs, heartbeatMs: 50 });
-  const job = jobs.enqueue({ repo: 'web', branch: 'main', commit: 'b'.repeat(40), title: 't', author: 'a', trigger: 'manual' });
+  const job = await jobs.enqueue({ repo: 'web', branch: 'main', commit: 'b'.repeat(40), title: 't', author: 'a', trigger: 'manual' });
   for (const text of ['one', 'two', 'three']) jobs.publish(job.id, output(text));
 
   const response = await server.api(`/api/jobs/${job.id}/events`, { headers: { authorization: `Bearer ${server.token}`, 'last-event-id': '1' } });
@@ -186,7 +186,7 @@ test('job events (SSE): stored events after Last-Event-ID, then live ones, heart
 test('closing the server ends open event streams', async (t) => {
   const jobs = new MemoryJobs();
   const server = await startTestServer(t, { jobs });
-  const job = jobs.enqueue({ repo: 'web', branch: 'main', commit: 'c'.repeat(40), title: 't', author: 'a', trigger: 'manual' });
+  const job = await jobs.enqueue({ repo: 'web', branch: 'main', commit: 'c'.repeat(40), title: 't', author: 'a', trigger: 'manual' });
   jobs.publish(job.id, output('running'));
   const response = await server.api(`/api/jobs/${job.id}/events`);
   const reading = readEventStream(response, (message) => {

@@ -1,15 +1,16 @@
 // `strata repo add|list`: the server's repositories, written straight into the store's database (a
-// running server sees them at once: SQLite in WAL mode allows a second writer process).
+// running server sees them at once: SQLite in WAL mode allows a second writer process; with --database,
+// the Postgres database the server keeps its state in). Webhook secrets are encrypted with the server
+// key of --store, so it must be the server's store.
 import { resolve } from 'node:path';
 import { StrataError } from '../../errors.js';
 import { createRepoStore } from '../../server/repos/store.js';
 import { localHeadBranch } from '../../server/repos/resolve.js';
 import { loadOrCreateServerKey } from '../../server/repos/serverKey.js';
-import { openDatabase } from '../../store/database.js';
 import { storePaths } from '../../compose/engine.js';
+import { openCommandDatabase, type DatabaseOptions } from './user.js';
 
-export interface RepoAddOptions {
-  store?: string;
+export interface RepoAddOptions extends DatabaseOptions {
   branch?: string;
   poll?: string;
 }
@@ -27,12 +28,11 @@ export async function repoAddCommand(name: string, urlOrPath: string, options: R
   }
   const url = normalizeRepoUrl(urlOrPath);
   const paths = storePaths(options.store);
-  const database = await openDatabase(paths.database);
-  const db = database.raw;
+  const database = await openCommandDatabase(options);
   try {
-    const repos = createRepoStore(db, loadOrCreateServerKey(paths.root));
+    const repos = createRepoStore(database, loadOrCreateServerKey(paths.root));
     const defaultBranch = options.branch ?? (await localHeadBranch(url)) ?? undefined;
-    const { repo, webhookSecret } = repos.add({ name, url, defaultBranch, pollSeconds });
+    const { repo, webhookSecret } = await repos.add({ name, url, defaultBranch, pollSeconds });
     out.write(`added ${repo.name}: ${repo.url} (branch ${repo.defaultBranch}${repo.pollSeconds ? `, polled every ${repo.pollSeconds} s` : ''})\n`);
     out.write(`webhook: POST <server>/api/webhooks/${repo.name} with secret ${webhookSecret} (shown only this once)\n`);
     return 0;
@@ -41,12 +41,11 @@ export async function repoAddCommand(name: string, urlOrPath: string, options: R
   }
 }
 
-export async function repoListCommand(options: { store?: string; json?: boolean }, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+export async function repoListCommand(options: DatabaseOptions & { json?: boolean }, out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const paths = storePaths(options.store);
-  const database = await openDatabase(paths.database);
-  const db = database.raw;
+  const database = await openCommandDatabase(options);
   try {
-    const list = createRepoStore(db, loadOrCreateServerKey(paths.root)).list();
+    const list = await createRepoStore(database, loadOrCreateServerKey(paths.root)).list();
     if (options.json) out.write(`${JSON.stringify({ repos: list }, null, 2)}\n`);
     else if (list.length === 0) out.write('no repositories (add one with `strata repo add <name> <url-or-path>`)\n');
     else for (const repo of list) out.write(`${repo.name}\t${repo.url}\t${repo.defaultBranch}${repo.pollSeconds ? `\tpoll ${repo.pollSeconds}s` : ''}\n`);

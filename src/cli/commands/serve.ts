@@ -6,6 +6,7 @@ import { storePaths } from '../../compose/engine.js';
 
 export interface ServeOptions {
   store?: string;
+  database?: string;
   listen?: string;
   publicUrl?: string;
   concurrency?: string;
@@ -35,8 +36,13 @@ export function serverConfig(options: ServeOptions, env: NodeJS.ProcessEnv = pro
   if (options.statusApi !== undefined && statusToken === undefined) throw new StrataError('STRATA_USAGE', '--status-api needs --status-token (or $STRATA_STATUS_TOKEN)');
   if (options.statusApi === undefined && options.statusToken !== undefined) throw new StrataError('STRATA_USAGE', '--status-token needs --status-api');
   const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  const databaseUrl = options.database ?? env.STRATA_DATABASE_URL;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new StrataError('STRATA_USAGE', `--database ${databaseUrl}: expected a Postgres URL`, { hint: 'postgres://user:password@host:5432/strata; without --database the store\'s own SQLite file is used' });
+  }
   return {
     storeRoot: storePaths(options.store).root,
+    databaseUrl,
     host,
     port,
     publicUrl: (options.publicUrl ?? `http://${shownHost}:${port}`).replace(/\/+$/, ''),

@@ -1,9 +1,25 @@
 // `strata user add <name>` (password from stdin) and `strata user token <name>` (prints a new API token),
-// written straight into the store's database.
+// written straight into the store's database: its SQLite file, or the Postgres database a server keeps its
+// state in (--database, as `strata serve --database`).
 import { createUserStore } from '../../server/auth/users.js';
-import { openDatabase } from '../../store/database.js';
+import type { StoreDatabase } from '../../store/database.js';
 import { StrataError } from '../../errors.js';
-import { storePaths } from '../../compose/engine.js';
+import { openStoreDatabase } from '../../compose/engine.js';
+
+export interface DatabaseOptions {
+  store?: string | undefined;
+  /** A Postgres URL; default $STRATA_DATABASE_URL, else the store's own SQLite file. */
+  database?: string | undefined;
+}
+
+/** The database the server of `--store` / `--database` (else $STRATA_DATABASE_URL) keeps its state in. */
+export async function openCommandDatabase(options: DatabaseOptions, env: NodeJS.ProcessEnv = process.env): Promise<StoreDatabase> {
+  const databaseUrl = options.database ?? env.STRATA_DATABASE_URL;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new StrataError('STRATA_USAGE', `--database ${databaseUrl}: expected a Postgres URL`, { hint: 'postgres://user:password@host:5432/strata; without --database the store\'s own SQLite file is used' });
+  }
+  return openStoreDatabase({ store: options.store, databaseUrl });
+}
 
 /** All of stdin; the password is its first line (so `echo pw |` and a file both work). */
 async function readPassword(input: NodeJS.ReadableStream): Promise<string> {
@@ -14,12 +30,11 @@ async function readPassword(input: NodeJS.ReadableStream): Promise<string> {
   return password;
 }
 
-export async function userAddCommand(name: string, options: { store?: string }, io: { stdin: NodeJS.ReadableStream; out: NodeJS.WritableStream } = { stdin: process.stdin, out: process.stdout }): Promise<number> {
+export async function userAddCommand(name: string, options: DatabaseOptions, io: { stdin: NodeJS.ReadableStream; out: NodeJS.WritableStream } = { stdin: process.stdin, out: process.stdout }): Promise<number> {
   const password = await readPassword(io.stdin);
-  const database = await openDatabase(storePaths(options.store).database);
-  const db = database.raw;
+  const database = await openCommandDatabase(options);
   try {
-    await createUserStore(db).add(name, password);
+    await createUserStore(database).add(name, password);
     io.out.write(`added user ${name}\n`);
     return 0;
   } finally {
@@ -27,11 +42,10 @@ export async function userAddCommand(name: string, options: { store?: string }, 
   }
 }
 
-export async function userTokenCommand(name: string, options: { store?: string }, out: NodeJS.WritableStream = process.stdout): Promise<number> {
-  const database = await openDatabase(storePaths(options.store).database);
-  const db = database.raw;
+export async function userTokenCommand(name: string, options: DatabaseOptions, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+  const database = await openCommandDatabase(options);
   try {
-    out.write(`${createUserStore(db).createToken(name)}\n`);
+    out.write(`${await createUserStore(database).createToken(name)}\n`);
     return 0;
   } finally {
     await database.close();

@@ -6,8 +6,8 @@ import type { UserStore } from './users.js';
 
 export const SESSION_COOKIE = 'strata_session';
 
-export function createAuthenticator(users: UserStore): (request: FastifyRequest) => ServerUser | null {
-  return (request) => {
+export function createAuthenticator(users: UserStore): (request: FastifyRequest) => Promise<ServerUser | null> {
+  return async (request) => {
     const header = request.headers.authorization;
     if (header !== undefined) {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header);

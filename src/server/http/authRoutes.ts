@@ -20,14 +20,14 @@ export async function authRoutes(app: FastifyInstance, options: { ctx: ServerCon
     const body = parseInput(LoginBody, request.body, 'body');
     const user = await users.verifyLogin(body.username, body.password);
     if (!user) throw new StrataError('STRATA_UNAUTHORIZED', 'wrong user name or password');
-    const session = users.createSession(user.name);
+    const session = await users.createSession(user.name);
     reply.setCookie(SESSION_COOKIE, session.id, { path: '/', httpOnly: true, sameSite: 'lax', secure, expires: new Date(session.expiresAt) });
     return { user };
   });
 
   app.post('/api/logout', async (request, reply) => {
     const session = request.cookies[SESSION_COOKIE];
-    if (session) users.endSession(session);
+    if (session) await users.endSession(session);
     reply.clearCookie(SESSION_COOKIE, { path: '/' });
     return {};
   });

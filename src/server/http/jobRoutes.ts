@@ -37,46 +37,46 @@ export async function jobRoutes(app: FastifyInstance, options: JobRouteOptions):
   app.addHook('preClose', async () => {
     for (const finish of [...openStreams]) finish();
   });
-  const jobWithId = (id: string): JobDetail => {
-    const job = ctx.jobs.get(id);
+  const jobWithId = async (id: string): Promise<JobDetail> => {
+    const job = await ctx.jobs.get(id);
     if (!job) throw new StrataError('STRATA_NOT_FOUND', `no job ${id}`);
     return job;
   };
 
-  app.get('/api/jobs', async (request) => ({ jobs: ctx.jobs.list(parseInput(JobsQuery, request.query, 'query')) }));
+  app.get('/api/jobs', async (request) => ({ jobs: await ctx.jobs.list(parseInput(JobsQuery, request.query, 'query')) }));
 
-  app.get('/api/jobs/:id', async (request) => ({ job: jobWithId(parseInput(JobParams, request.params, 'params').id) }));
+  app.get('/api/jobs/:id', async (request) => ({ job: await jobWithId(parseInput(JobParams, request.params, 'params').id) }));
 
   app.get('/api/jobs/:id/log', async (request, reply) => {
     const { id } = parseInput(JobParams, request.params, 'params');
-    jobWithId(id);
-    const text = ctx.jobs.log(id, parseInput(LogQuery, request.query, 'query'));
+    await jobWithId(id);
+    const text = await ctx.jobs.log(id, parseInput(LogQuery, request.query, 'query'));
     return reply.type('text/plain; charset=utf-8').send(text);
   });
 
   app.post('/api/jobs/:id/cancel', async (request) => {
     const { id } = parseInput(JobParams, request.params, 'params');
-    jobWithId(id);
-    return { job: ctx.jobs.cancel(id) };
+    await jobWithId(id);
+    return { job: await ctx.jobs.cancel(id) };
   });
 
   app.post('/api/jobs/:id/retry', async (request) => {
     const { id } = parseInput(JobParams, request.params, 'params');
     const body = parseInput(RetryBody, request.body, 'body');
-    jobWithId(id);
-    return { job: ctx.jobs.retry(id, body) };
+    await jobWithId(id);
+    return { job: await ctx.jobs.retry(id, body) };
   });
 
   app.post('/api/jobs/:id/buttons/:buttonId/approve', async (request) => {
     const { id, buttonId } = parseInput(ButtonParams, request.params, 'params');
-    const job = jobWithId(id);
+    const job = await jobWithId(id);
     if (!job.runners.some((runner) => runner.buttons.some((button) => button.id === buttonId))) {
       throw new StrataError('STRATA_NOT_FOUND', `job ${id} has no button ${buttonId}`);
     }
-    return { job: ctx.jobs.approveButton(id, buttonId, request.user?.name ?? 'unknown') };
+    return { job: await ctx.jobs.approveButton(id, buttonId, request.user?.name ?? 'unknown') };
   });
 
-  app.get('/api/stats/durations', async (request) => ({ points: ctx.jobs.durations(parseInput(DurationsQuery, request.query, 'query')) }));
+  app.get('/api/stats/durations', async (request) => ({ points: await ctx.jobs.durations(parseInput(DurationsQuery, request.query, 'query')) }));
 
   app.get('/api/jobs/:id/events', async (request, reply) => {
     const { id } = parseInput(JobParams, request.params, 'params');
@@ -84,14 +84,14 @@ export async function jobRoutes(app: FastifyInstance, options: JobRouteOptions):
     const query = request.query as { lastEventId?: unknown };
     const resumeFrom = header ?? query.lastEventId;
     const afterSeq = resumeFrom === undefined ? 0 : parseInput(EVENT_ID, resumeFrom, 'query');
-    jobWithId(id);
+    await jobWithId(id);
 
     // Stored events arrive synchronously inside subscribe(); they are held until the headers are out.
     const held: Array<[number, JobEvent]> = [];
     let deliver = (seq: number, event: JobEvent) => void held.push([seq, event]);
     const unsubscribe = ctx.jobs.subscribe(id, afterSeq, (seq, event) => deliver(seq, event));
     // Nothing after Last-Event-ID and the job is over: 204 tells an EventSource to stop reconnecting.
-    if (held.length === 0 && FINISHED.has(jobWithId(id).status)) {
+    if (held.length === 0 && FINISHED.has((await jobWithId(id)).status)) {
       unsubscribe();
       return reply.code(204).send();
     }

@@ -23,41 +23,41 @@ const TriggerBody = z.object({ branch: BRANCH.optional(), commit: z.string().reg
 
 export async function repoRoutes(app: FastifyInstance, options: { ctx: ServerContext }): Promise<void> {
   const { ctx } = options;
-  const repoNamed = (name: string): Repo => {
-    const repo = ctx.repos.get(name);
+  const repoNamed = async (name: string): Promise<Repo> => {
+    const repo = await ctx.repos.get(name);
     if (!repo) throw new StrataError('STRATA_NOT_FOUND', `no repository ${name}`);
     return repo;
   };
 
-  app.get('/api/repos', async () => ({ repos: ctx.repos.list() }));
+  app.get('/api/repos', async () => ({ repos: await ctx.repos.list() }));
 
   app.post('/api/repos', async (request) => {
     const body = parseInput(NewRepoBody, request.body, 'body');
     const defaultBranch = body.defaultBranch ?? (await localHeadBranch(body.url)) ?? undefined;
-    return ctx.repos.add({ ...body, defaultBranch });
+    return await ctx.repos.add({ ...body, defaultBranch });
   });
 
-  app.get('/api/repos/:repo', async (request) => ({ repo: repoNamed(parseInput(RepoParams, request.params, 'params').repo) }));
+  app.get('/api/repos/:repo', async (request) => ({ repo: await repoNamed(parseInput(RepoParams, request.params, 'params').repo) }));
 
-  app.get('/api/repos/:repo/secrets', async (request) => ({ names: ctx.repos.secretNames(parseInput(RepoParams, request.params, 'params').repo) }));
+  app.get('/api/repos/:repo/secrets', async (request) => ({ names: await ctx.repos.secretNames(parseInput(RepoParams, request.params, 'params').repo) }));
 
   app.put('/api/repos/:repo/secrets/:name', async (request) => {
     const params = parseInput(SecretParams, request.params, 'params');
     const body = parseInput(SecretBody, request.body, 'body');
-    return { names: ctx.repos.setSecret(params.repo, params.name, body.value) };
+    return { names: await ctx.repos.setSecret(params.repo, params.name, body.value) };
   });
 
   app.delete('/api/repos/:repo/secrets/:name', async (request) => {
     const params = parseInput(SecretParams, request.params, 'params');
-    return { names: ctx.repos.deleteSecret(params.repo, params.name) };
+    return { names: await ctx.repos.deleteSecret(params.repo, params.name) };
   });
 
   app.post('/api/repos/:repo/trigger', async (request) => {
-    const repo = repoNamed(parseInput(RepoParams, request.params, 'params').repo);
+    const repo = await repoNamed(parseInput(RepoParams, request.params, 'params').repo);
     const body = parseInput(TriggerBody, request.body, 'body');
     if (!ctx.engine.remotes) throw new StrataError('STRATA_INTERNAL', 'this server was composed without a remote cache');
     const revision = await resolveRevision(ctx.engine.remotes, repo, body);
-    const job = ctx.jobs.enqueue({ repo: repo.name, ...revision, trigger: 'manual' });
+    const job = await ctx.jobs.enqueue({ repo: repo.name, ...revision, trigger: 'manual' });
     request.log.info({ job: job.id, repo: repo.name, commit: revision.commit, user: request.user?.name }, 'manual trigger');
     return { job };
   });

@@ -1,9 +1,14 @@
-// The durable job queue: rows of the `jobs` table (src/store/jobTables.ts). A worker claims the oldest
-// NEW job with one UPDATE ... RETURNING that also sets a lease; while the job runs the worker renews the
-// lease. A RUNNING job whose lease expired was left by a worker that died: it is re-queued once, and
-// set to ERROR if that happens again, so no job stays RUNNING forever.
+// The durable job queue: rows of the `jobs` table, in the server's database (SQLite or Postgres). A
+// worker claims the oldest NEW job with one UPDATE ... RETURNING that also sets a lease (on Postgres
+// claims take turns under an advisory lock, so servers sharing the database never pass the concurrency
+// limit together); while the job runs the worker renews the lease. A RUNNING job whose lease expired
+// was left by a worker that died: it is re-queued once, and set to ERROR if that happens again, so no
+// job stays RUNNING forever. Every operation is one statement (see src/store/database.ts on
+// transactions), but a claim on Postgres.
 import { randomBytes } from 'node:crypto';
-import type { Db } from '../../store/database.js';
+import { sql, type Kysely, type Selectable, type Updateable } from 'kysely';
+import type { StoreDatabase } from '../../store/database.js';
+import type { JobsTable, StoreSchema } from '../../store/sql/schema.js';
 import type { DurationPoint, JobOptions, JobStatus, JobSummary, JobTrigger } from '../api/types.js';
 import type { JobFilter, NewJob } from './types.js';
 
@@ -11,29 +16,7 @@ import type { JobFilter, NewJob } from './types.js';
 export const MAX_ATTEMPTS = 2;
 export const STOPPED_TWICE_MESSAGE = 'the server stopped while this job ran (twice)';
 
-interface JobRow {
-  id: string;
-  repo: string;
-  branch: string;
-  commit_id: string;
-  title: string;
-  author: string;
-  trigger: JobTrigger;
-  pull_request_url: string | null;
-  status: JobStatus;
-  no_cache: number;
-  no_cache_dirs: number;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  duration_ms: number | null;
-  steps_ran: number;
-  steps_cached: number;
-  run_id: string | null;
-  message: string | null;
-  attempts: number;
-  lease_until: number | null;
-}
+type JobRow = Selectable<JobsTable>;
 
 /** A job as the queue knows it: the API summary plus the queue's own columns. */
 export interface QueuedJob extends JobSummary {
@@ -55,23 +38,23 @@ export interface JobProgress {
 }
 
 export interface JobQueue {
-  insert(job: NewJob, now: number): QueuedJob;
-  get(id: string): QueuedJob | undefined;
+  insert(job: NewJob, now: number): Promise<QueuedJob>;
+  get(id: string): Promise<QueuedJob | undefined>;
   /** Takes the oldest NEW job if fewer than `concurrency` jobs are RUNNING; undefined otherwise. */
-  claim(now: number, leaseMs: number, concurrency: number): QueuedJob | undefined;
+  claim(now: number, leaseMs: number, concurrency: number): Promise<QueuedJob | undefined>;
   /** Extends a RUNNING job's lease; false when the job is no longer RUNNING. */
-  renewLease(id: string, leaseUntil: number): boolean;
-  update(id: string, progress: JobProgress): void;
+  renewLease(id: string, leaseUntil: number): Promise<boolean>;
+  update(id: string, progress: JobProgress): Promise<void>;
   /** Ends a job with a final status. */
-  finish(id: string, status: Exclude<JobStatus, 'NEW' | 'RUNNING' | 'WAITING_PARENTS'>, now: number, progress?: JobProgress): QueuedJob;
+  finish(id: string, status: Exclude<JobStatus, 'NEW' | 'RUNNING' | 'WAITING_PARENTS'>, now: number, progress?: JobProgress): Promise<QueuedJob>;
   /** Cancels a job that has not been claimed yet; false when it is not NEW. */
-  cancelIfNew(id: string, now: number): boolean;
+  cancelIfNew(id: string, now: number): Promise<boolean>;
   /** Puts a RUNNING job back to NEW without counting the attempt (the server is stopping, not dying). */
-  requeue(id: string): void;
+  requeue(id: string): Promise<void>;
   /** RUNNING jobs whose lease expired: NEW again, or ERROR after MAX_ATTEMPTS. */
-  recoverExpired(now: number): RecoveredJob[];
-  list(filter: JobFilter): QueuedJob[];
-  durations(filter: { repo?: string | undefined; limit?: number | undefined }): DurationPoint[];
+  recoverExpired(now: number): Promise<RecoveredJob[]>;
+  list(filter: JobFilter): Promise<QueuedJob[]>;
+  durations(filter: { repo?: string | undefined; limit?: number | undefined }): Promise<DurationPoint[]>;
 }
 
 export function newJobId(now: number): string {
@@ -88,10 +71,10 @@ function toJob(row: JobRow): QueuedJob {
     commit: row.commit_id,
     title: row.title,
     author: row.author,
-    trigger: row.trigger,
+    trigger: row.trigger as JobTrigger,
     // Left out, not null, when there is none: JobSummary declares the field optional.
     ...(row.pull_request_url !== null ? { pullRequestUrl: row.pull_request_url } : {}),
-    status: row.status,
+    status: row.status as JobStatus,
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
@@ -112,130 +95,165 @@ export function toSummary(job: QueuedJob): JobSummary {
   return summary;
 }
 
-export function createJobQueue(db: Db): JobQueue {
-  const selectJob = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?');
-  const insertJob = db.prepare(`INSERT INTO jobs (id, repo, branch, commit_id, title, author, trigger, pull_request_url, status, no_cache, no_cache_dirs, created_at)
-    VALUES (@id, @repo, @branch, @commit, @title, @author, @trigger, @pullRequestUrl, 'NEW', @noCache, @noCacheDirs, @createdAt)`);
-  // One statement: choosing and taking the job cannot interleave with another worker's claim.
-  const claimJob = db.prepare<{ now: number; leaseUntil: number; concurrency: number }, JobRow>(`
-    UPDATE jobs SET status = 'RUNNING', started_at = @now, finished_at = NULL, duration_ms = NULL, lease_until = @leaseUntil, attempts = attempts + 1
-    WHERE id = (SELECT id FROM jobs WHERE status = 'NEW' ORDER BY created_at, rowid LIMIT 1)
-      AND (SELECT COUNT(*) FROM jobs WHERE status = 'RUNNING') < @concurrency
-    RETURNING *`);
-  const renew = db.prepare(`UPDATE jobs SET lease_until = ? WHERE id = ? AND status = 'RUNNING'`);
-  const finishJob = db.prepare(`UPDATE jobs SET status = @status, finished_at = @now, lease_until = NULL,
-    duration_ms = CASE WHEN started_at IS NULL THEN NULL ELSE @now - started_at END WHERE id = @id`);
-  const cancelNew = db.prepare(`UPDATE jobs SET status = 'CANCELLED', finished_at = ? WHERE id = ? AND status = 'NEW'`);
-  const requeueJob = db.prepare(`UPDATE jobs SET status = 'NEW', lease_until = NULL, started_at = NULL, attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'RUNNING'`);
-  const expired = db.prepare<[number], JobRow>(`SELECT * FROM jobs WHERE status = 'RUNNING' AND lease_until < ? ORDER BY created_at`);
-  const requeueExpired = db.prepare(`UPDATE jobs SET status = 'NEW', lease_until = NULL, started_at = NULL WHERE id = ? AND status = 'RUNNING'`);
-  const errorExpired = db.prepare(`UPDATE jobs SET status = 'ERROR', lease_until = NULL, finished_at = @now, message = @message,
-    duration_ms = CASE WHEN started_at IS NULL THEN NULL ELSE @now - started_at END WHERE id = @id AND status = 'RUNNING'`);
+/** A LIKE pattern matching `text` anywhere, literally (its %, _ and \\ escaped with \\). */
+function containsPattern(text: string): string {
+  return `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
 
-  const get = (id: string) => {
-    const row = selectJob.get(id);
+/** The columns a JobProgress sets (undefined fields are left alone). */
+function progressColumns(progress: JobProgress): Updateable<JobsTable> {
+  const set: Updateable<JobsTable> = {};
+  if (progress.title !== undefined) set.title = progress.title;
+  if (progress.author !== undefined) set.author = progress.author;
+  if (progress.runId !== undefined) set.run_id = progress.runId;
+  if (progress.stepsRan !== undefined) set.steps_ran = progress.stepsRan;
+  if (progress.stepsCached !== undefined) set.steps_cached = progress.stepsCached;
+  if (progress.message !== undefined) set.message = progress.message;
+  return set;
+}
+
+/** The Postgres advisory lock claims take turns under (an arbitrary constant). */
+const CLAIM_LOCK = 0x7374726171;
+
+export function createJobQueue(database: StoreDatabase): JobQueue {
+  const db = database.sql;
+  const get = async (id: string): Promise<QueuedJob | undefined> => {
+    const row = await db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
     return row ? toJob(row) : undefined;
   };
-  const must = (id: string) => {
-    const job = get(id);
+  const must = async (id: string): Promise<QueuedJob> => {
+    const job = await get(id);
     if (!job) throw new Error(`job ${id} vanished from the queue`);
     return job;
   };
-
-  const update = (id: string, progress: JobProgress) => {
-    const columns: Record<keyof JobProgress, string> = { title: 'title', author: 'author', runId: 'run_id', stepsRan: 'steps_ran', stepsCached: 'steps_cached', message: 'message' };
-    const entries = (Object.keys(progress) as Array<keyof JobProgress>).filter((key) => progress[key] !== undefined);
-    if (entries.length === 0) return;
-    const assignments = entries.map((key) => `${columns[key]} = @${key}`).join(', ');
-    db.prepare(`UPDATE jobs SET ${assignments} WHERE id = @id`).run({ ...Object.fromEntries(entries.map((key) => [key, progress[key]])), id });
-  };
+  const elapsed = (now: number) => sql<number | null>`CASE WHEN started_at IS NULL THEN NULL ELSE ${now} - started_at END`;
 
   return {
-    insert(job, now) {
+    async insert(job, now) {
       const id = newJobId(now);
-      insertJob.run({
-        id,
-        repo: job.repo,
-        branch: job.branch,
-        commit: job.commit,
-        title: job.title,
-        author: job.author,
-        trigger: job.trigger,
-        pullRequestUrl: job.pullRequestUrl ?? null,
-        noCache: job.options?.noCache ? 1 : 0,
-        noCacheDirs: job.options?.noCacheDirs ? 1 : 0,
-        createdAt: now,
-      });
-      return must(id);
+      return db
+        .insertInto('jobs')
+        .values({
+          id,
+          repo: job.repo,
+          branch: job.branch,
+          commit_id: job.commit,
+          title: job.title,
+          author: job.author,
+          trigger: job.trigger,
+          pull_request_url: job.pullRequestUrl ?? null,
+          status: 'NEW',
+          no_cache: job.options?.noCache ? 1 : 0,
+          no_cache_dirs: job.options?.noCacheDirs ? 1 : 0,
+          created_at: now,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow()
+        .then(toJob);
     },
     get,
-    claim(now, leaseMs, concurrency) {
-      const row = claimJob.get({ now, leaseUntil: now + leaseMs, concurrency });
+    async claim(now, leaseMs, concurrency) {
+      // One statement: choosing and taking the job cannot interleave with another claim on SQLite (one
+      // writer). On Postgres two servers' statements could each count the RUNNING jobs before the other
+      // commits and together pass the limit: there claims take turns under a transaction-scoped lock.
+      const claimOldest = (trx: Kysely<StoreSchema>) => {
+        const oldest = trx.selectFrom('jobs').select('id').where('status', '=', 'NEW').orderBy('created_at').orderBy('rowid').limit(1);
+        const running = trx.selectFrom('jobs').select((eb) => eb.fn.countAll().as('n')).where('status', '=', 'RUNNING');
+        return trx
+          .updateTable('jobs')
+          .set((eb) => ({ status: 'RUNNING', started_at: now, finished_at: null, duration_ms: null, lease_until: now + leaseMs, attempts: eb('attempts', '+', 1) }))
+          .where('id', '=', oldest)
+          .where(running, '<', concurrency)
+          .returningAll()
+          .executeTakeFirst();
+      };
+      const row =
+        database.kind === 'postgres'
+          ? await db.transaction().execute(async (trx) => {
+              await sql`SELECT pg_advisory_xact_lock(${CLAIM_LOCK})`.execute(trx);
+              return claimOldest(trx);
+            })
+          : await claimOldest(db);
       return row ? toJob(row) : undefined;
     },
-    renewLease(id, leaseUntil) {
-      return renew.run(leaseUntil, id).changes === 1;
+    async renewLease(id, leaseUntil) {
+      const result = await db.updateTable('jobs').set({ lease_until: leaseUntil }).where('id', '=', id).where('status', '=', 'RUNNING').executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
     },
-    update,
-    finish(id, status, now, progress = {}) {
-      db.transaction(() => {
-        update(id, progress);
-        finishJob.run({ id, status, now });
-      })();
+    async update(id, progress) {
+      const set = progressColumns(progress);
+      if (Object.keys(set).length === 0) return;
+      await db.updateTable('jobs').set(set).where('id', '=', id).execute();
+    },
+    async finish(id, status, now, progress = {}) {
+      await db
+        .updateTable('jobs')
+        .set({ ...progressColumns(progress), status, finished_at: now, lease_until: null, duration_ms: elapsed(now) })
+        .where('id', '=', id)
+        .execute();
       return must(id);
     },
-    cancelIfNew(id, now) {
-      return cancelNew.run(now, id).changes === 1;
+    async cancelIfNew(id, now) {
+      const result = await db.updateTable('jobs').set({ status: 'CANCELLED', finished_at: now }).where('id', '=', id).where('status', '=', 'NEW').executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
     },
-    requeue(id) {
-      requeueJob.run(id);
+    async requeue(id) {
+      await db
+        .updateTable('jobs')
+        .set({ status: 'NEW', lease_until: null, started_at: null, attempts: sql<number>`CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END` })
+        .where('id', '=', id)
+        .where('status', '=', 'RUNNING')
+        .execute();
     },
-    recoverExpired(now) {
-      return db.transaction(() =>
-        expired.all(now).map((row): RecoveredJob => {
-          if (row.attempts >= MAX_ATTEMPTS) {
-            errorExpired.run({ id: row.id, now, message: STOPPED_TWICE_MESSAGE });
-            return { id: row.id, outcome: 'errored' };
-          }
-          requeueExpired.run(row.id);
-          return { id: row.id, outcome: 'requeued' };
-        }),
-      )();
+    async recoverExpired(now) {
+      // Two statements, each safe alone: those re-queued MAX_ATTEMPTS times end in ERROR, the rest
+      // go back to NEW (a claim counts the attempt).
+      const errored = await db
+        .updateTable('jobs')
+        .set({ status: 'ERROR', lease_until: null, finished_at: now, message: STOPPED_TWICE_MESSAGE, duration_ms: elapsed(now) })
+        .where('status', '=', 'RUNNING')
+        .where('lease_until', '<', now)
+        .where('attempts', '>=', MAX_ATTEMPTS)
+        .returning(['id', 'created_at'])
+        .execute();
+      const requeued = await db
+        .updateTable('jobs')
+        .set({ status: 'NEW', lease_until: null, started_at: null })
+        .where('status', '=', 'RUNNING')
+        .where('lease_until', '<', now)
+        .returning(['id', 'created_at'])
+        .execute();
+      return [
+        ...errored.map((row) => ({ row, outcome: 'errored' as const })),
+        ...requeued.map((row) => ({ row, outcome: 'requeued' as const })),
+      ]
+        .sort((a, b) => a.row.created_at - b.row.created_at)
+        .map(({ row, outcome }) => ({ id: row.id, outcome }));
     },
-    list(filter) {
-      const where: string[] = [];
-      const params: Record<string, string | number> = {};
-      if (filter.repo !== undefined) {
-        where.push('repo = @repo');
-        params.repo = filter.repo;
-      }
-      if (filter.status !== undefined) {
-        where.push('status = @status');
-        params.status = filter.status;
-      }
+    async list(filter) {
+      let query = db.selectFrom('jobs').selectAll();
+      if (filter.repo !== undefined) query = query.where('repo', '=', filter.repo);
+      if (filter.status !== undefined) query = query.where('status', '=', filter.status);
       if (filter.q !== undefined && filter.q !== '') {
-        // instr() rather than LIKE: the text is matched as it is, with no wildcard characters.
-        where.push(`(instr(lower(branch), lower(@q)) > 0 OR commit_id LIKE @qPrefix OR instr(lower(title), lower(@q)) > 0 OR instr(lower(author), lower(@q)) > 0)`);
-        params.q = filter.q;
-        // A commit prefix only when the text could be one (LIKE '' matches no commit).
-        params.qPrefix = /^[0-9a-f]+$/i.test(filter.q) ? `${filter.q.toLowerCase()}%` : '';
+        // The text matched as it is (no wildcards of its own); a commit prefix only when it could be one.
+        const pattern = containsPattern(filter.q);
+        const q = filter.q;
+        query = query.where((eb) =>
+          eb.or([
+            ...(['branch', 'title', 'author'] as const).map((column) => eb(sql`lower(${sql.ref(column)})`, 'like', sql<string>`${pattern} ESCAPE '\\'`)),
+            ...(/^[0-9a-f]+$/i.test(q) ? [eb('commit_id', 'like', `${q.toLowerCase()}%`)] : []),
+          ]),
+        );
       }
-      if (filter.before !== undefined) {
-        where.push('rowid < (SELECT rowid FROM jobs WHERE id = @before)');
-        params.before = filter.before;
-      }
-      params.limit = Math.min(Math.max(filter.limit ?? 50, 1), 500);
-      const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid DESC LIMIT @limit`;
-      return db.prepare<Record<string, string | number>, JobRow>(sql).all(params).map(toJob);
+      if (filter.before !== undefined) query = query.where('rowid', '<', db.selectFrom('jobs').select('rowid').where('id', '=', filter.before));
+      const limit = Math.min(Math.max(filter.limit ?? 50, 1), 500);
+      return (await query.orderBy('rowid', 'desc').limit(limit).execute()).map(toJob);
     },
-    durations(filter) {
+    async durations(filter) {
       const limit = Math.min(Math.max(filter.limit ?? 100, 1), 1000);
-      const rows = db
-        .prepare<{ repo: string | null; limit: number }, JobRow>(
-          `SELECT * FROM jobs WHERE duration_ms IS NOT NULL AND status IN ('SUCCESS', 'FAILURE') AND (@repo IS NULL OR repo = @repo)
-           ORDER BY rowid DESC LIMIT @limit`,
-        )
-        .all({ repo: filter.repo ?? null, limit });
+      let query = db.selectFrom('jobs').selectAll().where('duration_ms', 'is not', null).where('status', 'in', ['SUCCESS', 'FAILURE']);
+      if (filter.repo !== undefined) query = query.where('repo', '=', filter.repo);
+      const rows = await query.orderBy('rowid', 'desc').limit(limit).execute();
       return rows.reverse().map((row) => ({
         jobId: row.id,
         commit: row.commit_id,
@@ -243,7 +261,7 @@ export function createJobQueue(db: Db): JobQueue {
         durationMs: row.duration_ms as number,
         stepsRan: row.steps_ran,
         stepsCached: row.steps_cached,
-        status: row.status,
+        status: row.status as JobStatus,
       }));
     },
   };

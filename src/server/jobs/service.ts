@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import type { EngineDeps } from '../../engine/ports.js';
 import { StrataError } from '../../errors.js';
-import type { Db } from '../../store/database.js';
+import type { StoreDatabase } from '../../store/database.js';
 import type { JobDetail, JobEvent } from '../api/types.js';
 import type { ServerConfig } from '../context.js';
 import type { RepoStore } from '../repos/types.js';
@@ -18,7 +18,7 @@ import { postStatus, startJob, type ActiveJob, type WorkerDeps } from './worker.
 
 export interface JobServiceDeps {
   config: ServerConfig;
-  db: Db;
+  db: StoreDatabase;
   engine: EngineDeps;
   repos: RepoStore;
   log: JobsLog;
@@ -52,11 +52,19 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
     now,
   };
   const active = new Map<string, ActiveJob>();
+  // Queuing a job (its row, then its NEW event) and taking one (the claim, then the worker's first
+  // events) take turns, so a job's event log always starts with it queued.
+  let turn: Promise<unknown> = Promise.resolve();
+  const inTurn = <T>(operation: () => Promise<T>): Promise<T> => {
+    const mine = turn.then(operation);
+    turn = mine.catch(() => {});
+    return mine;
+  };
   let timer: NodeJS.Timeout | undefined;
   let running = false;
 
-  const mustGet = (id: string): QueuedJob => {
-    const job = queue.get(id);
+  const mustGet = async (id: string): Promise<QueuedJob> => {
+    const job = await queue.get(id);
     if (!job) throw new StrataError('STRATA_NOT_FOUND', `no job ${id}`);
     return job;
   };
@@ -67,28 +75,54 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
     if (!active.has(jobId)) events.close(jobId);
   };
 
-  const recover = () => {
-    for (const { id, outcome } of queue.recoverExpired(now())) {
+  const recover = async () => {
+    for (const { id, outcome } of await queue.recoverExpired(now())) {
       if (outcome === 'requeued') {
         appendOutsideRun(id, { type: 'note', message: 'the server stopped while this job ran: it was queued again', timeMs: now() });
         continue;
       }
-      runners.endOpen(id, 'ERROR', STOPPED_TWICE_MESSAGE);
-      const job = toSummary(mustGet(id));
+      await runners.endOpen(id, 'ERROR', STOPPED_TWICE_MESSAGE);
+      const job = toSummary(await mustGet(id));
       events.append(id, { type: 'note', message: STOPPED_TWICE_MESSAGE, timeMs: now() });
       appendOutsideRun(id, { type: 'end', job }, true);
       postStatus(worker, job, 'ERROR', undefined, STOPPED_TWICE_MESSAGE);
     }
   };
 
-  const tick = () => {
+  // One tick at a time: a tick asked for while one runs (a job ended, one was queued) runs after it.
+  let ticking: Promise<void> | undefined;
+  let again = false;
+  const tick = (): void => {
+    if (ticking) {
+      again = true;
+      return;
+    }
+    ticking = tickOnce().finally(() => {
+      ticking = undefined;
+      if (again) {
+        again = false;
+        tick();
+      }
+    });
+  };
+
+  const tickOnce = async (): Promise<void> => {
     if (!running) return;
     try {
-      recover();
-      for (;;) {
-        const claimed = queue.claim(now(), leaseMs, Math.max(1, deps.config.concurrency));
-        if (!claimed) break;
-        const job = startJob(worker, claimed);
+      await recover();
+      while (running) {
+        const started = await inTurn(async () => {
+          const claimed = await queue.claim(now(), leaseMs, Math.max(1, deps.config.concurrency));
+          if (!claimed) return undefined;
+          if (!running) {
+            // stop() came while the claim was on its way: the job waits for the next start.
+            await queue.requeue(claimed.id);
+            return undefined;
+          }
+          return { claimed, job: startJob(worker, claimed) };
+        });
+        if (!started) break;
+        const { claimed, job } = started;
         active.set(claimed.id, job);
         void job.done
           .catch((error: unknown) => deps.log.error(error instanceof Error ? error : new Error(String(error)), `job ${claimed.id}: worker failed`))
@@ -105,23 +139,26 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
 
   const service: JobService & { readonly statuses: StatusPoster | undefined } = {
     statuses,
-    enqueue(newJob) {
-      const job = toSummary(queue.insert(newJob, now()));
-      appendOutsideRun(job.id, { type: 'job', job });
+    async enqueue(newJob) {
+      const job = await inTurn(async () => {
+        const queued = toSummary(await queue.insert(newJob, now()));
+        appendOutsideRun(queued.id, { type: 'job', job: queued });
+        return queued;
+      });
       postStatus(worker, job, 'NEW', undefined, 'queued');
       if (running) setImmediate(tick);
       return job;
     },
-    list(filter) {
-      return queue.list(filter).map(toSummary);
+    async list(filter) {
+      return (await queue.list(filter)).map(toSummary);
     },
-    get(id): JobDetail | null {
-      const job = queue.get(id);
+    async get(id): Promise<JobDetail | null> {
+      const job = await queue.get(id);
       if (!job) return null;
-      return { ...toSummary(job), runners: runners.list(id), message: job.message };
+      return { ...toSummary(job), runners: await runners.list(id), message: job.message };
     },
-    cancel(id) {
-      const job = mustGet(id);
+    async cancel(id) {
+      const job = await mustGet(id);
       const mine = active.get(id);
       if (mine) {
         mine.abort('cancel');
@@ -129,16 +166,16 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
       }
       // Not claimed yet, or RUNNING under a lease no live worker of this process holds.
       if (job.status === 'NEW' || job.status === 'RUNNING') {
-        const cancelled = job.status === 'NEW' && queue.cancelIfNew(id, now()) ? mustGet(id) : queue.finish(id, 'CANCELLED', now(), { message: 'cancelled' });
-        runners.endOpen(id, 'CANCELLED', 'cancelled');
+        const cancelled = job.status === 'NEW' && (await queue.cancelIfNew(id, now())) ? await mustGet(id) : await queue.finish(id, 'CANCELLED', now(), { message: 'cancelled' });
+        await runners.endOpen(id, 'CANCELLED', 'cancelled');
         appendOutsideRun(id, { type: 'end', job: toSummary(cancelled) }, true);
         postStatus(worker, cancelled, 'CANCELLED', undefined, 'cancelled');
         return toSummary(cancelled);
       }
       throw new StrataError('STRATA_CONFLICT', `job ${id} already ended (${job.status})`);
     },
-    retry(id, options) {
-      const job = mustGet(id);
+    async retry(id, options) {
+      const job = await mustGet(id);
       return service.enqueue({
         repo: job.repo,
         branch: job.branch,
@@ -151,20 +188,20 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
         options: { noCache: options.noCache ?? false, noCacheDirs: options.noCacheDirs ?? false },
       });
     },
-    approveButton(jobId, buttonId, user) {
-      const job = mustGet(jobId);
+    async approveButton(jobId, buttonId, user) {
+      const job = await mustGet(jobId);
       const mine = active.get(jobId);
       if (!mine || !mine.approve(buttonId, user)) throw new StrataError('STRATA_CONFLICT', `job ${jobId} has no button ${buttonId} waiting for approval`);
       return toSummary(job);
     },
-    durations(filter) {
+    async durations(filter) {
       return queue.durations(filter);
     },
     subscribe(jobId, afterSeq, onEvent) {
       return events.subscribe(jobId, afterSeq, onEvent);
     },
-    log(jobId, filter) {
-      mustGet(jobId);
+    async log(jobId, filter) {
+      await mustGet(jobId);
       let text = '';
       for (const { event } of events.read(jobId)) {
         if (event.type === 'output' && (filter.runner === undefined || event.runner === filter.runner) && (filter.step === undefined || event.step === filter.step)) text += event.data;
@@ -185,6 +222,7 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
       const jobs = [...active.values()];
       for (const job of jobs) job.abort('stop');
       await Promise.allSettled(jobs.map((job) => job.done));
+      await ticking;
       events.closeAll();
     },
   };

@@ -18,19 +18,19 @@ export interface JobFilter {
 }
 
 export interface JobService {
-  enqueue(job: NewJob): JobSummary;
-  list(filter: JobFilter): JobSummary[];
-  get(id: string): JobDetail | null;
+  enqueue(job: NewJob): Promise<JobSummary>;
+  list(filter: JobFilter): Promise<JobSummary[]>;
+  get(id: string): Promise<JobDetail | null>;
   /** Cancels a queued or running job (a running one is aborted: machines destroyed, status CANCELLED). */
-  cancel(id: string): JobSummary;
+  cancel(id: string): Promise<JobSummary>;
   /** A new job for the same commit (trigger 'retry'). */
-  retry(id: string, options: Partial<JobOptions>): JobSummary;
-  approveButton(jobId: string, buttonId: string, user: string): JobSummary;
-  durations(filter: { repo?: string | undefined; limit?: number | undefined }): DurationPoint[];
+  retry(id: string, options: Partial<JobOptions>): Promise<JobSummary>;
+  approveButton(jobId: string, buttonId: string, user: string): Promise<JobSummary>;
+  durations(filter: { repo?: string | undefined; limit?: number | undefined }): Promise<DurationPoint[]>;
   /** Every stored event with seq > afterSeq, then live ones until the returned function is called. */
   subscribe(jobId: string, afterSeq: number, onEvent: (seq: number, event: JobEvent) => void): () => void;
   /** The plain-text log of a job (optionally one runner / step), ANSI kept. */
-  log(jobId: string, filter: { runner?: string | undefined; step?: number | undefined }): string;
+  log(jobId: string, filter: { runner?: string | undefined; step?: number | undefined }): Promise<string>;
   /**
    * Starts the worker loop. Jobs a crashed server left RUNNING (their lease expired) are re-queued once
    * with a note in their log, or set to ERROR with a clear message if they were re-queued before.

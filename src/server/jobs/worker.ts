@@ -64,12 +64,30 @@ export function mergeStatuses(statuses: JobStatus[]): JobStatus {
   return statuses.some((s) => s === 'RUNNING' || s === 'SUCCESS') ? 'RUNNING' : 'NEW';
 }
 
-/** Posts a job's (context `strata`) or one runner's (`strata/<runner>`) state, when statuses are on. */
-export function postStatus(deps: Pick<WorkerDeps, 'config' | 'statuses' | 'repos'>, job: JobSummary, status: JobStatus, runner?: string, description?: string): void {
+/** Posts a job's (context `strata`) or one runner's (`strata/<runner>`) state, when statuses are on (in the background). */
+export function postStatus(deps: Pick<WorkerDeps, 'config' | 'statuses' | 'repos' | 'log'>, job: JobSummary, status: JobStatus, runner?: string, description?: string): void {
   const state = commitState(status);
-  const repo = deps.repos.get(job.repo);
-  if (!deps.statuses || !state || !repo) return;
-  deps.statuses.post({
+  const { statuses } = deps;
+  if (!statuses || !state) return;
+  void deps.repos.get(job.repo).then(
+    (repo) => {
+      if (repo) postRepoStatus(deps, statuses, repo, job, state, runner, status, description);
+    },
+    (error: unknown) => deps.log.warn(`commit status for ${job.id}: ${error instanceof Error ? error.message : String(error)}`),
+  );
+}
+
+function postRepoStatus(
+  deps: Pick<WorkerDeps, 'config'>,
+  statuses: StatusPoster,
+  repo: Repo,
+  job: JobSummary,
+  state: NonNullable<ReturnType<typeof commitState>>,
+  runner: string | undefined,
+  status: JobStatus,
+  description: string | undefined,
+): void {
+  statuses.post({
     repo,
     sha: job.commit,
     state,
@@ -88,7 +106,7 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
   const controller = new AbortController();
   let abortReason: 'cancel' | 'stop' | null = null;
   const buttons = new Map<string, (approved: boolean) => void>();
-  const recorder = new JobRecorder(deps, claimed.id);
+  const recorder = new JobRecorder(deps, claimed);
 
   const approveButton: NonNullable<RunOptions['approveButton']> = (request) => {
     const id = `${request.runner}-L${request.line}`;
@@ -98,7 +116,9 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
   };
 
   const run = async (): Promise<void> => {
-    const heartbeat = setInterval(() => deps.queue.renewLease(claimed.id, deps.now() + leaseMsOf(claimed)), Math.max(50, leaseMsOf(claimed) / 3));
+    const renew = () =>
+      deps.queue.renewLease(claimed.id, deps.now() + leaseMsOf(claimed)).catch((error: unknown) => deps.log.warn(`job ${claimed.id}: renewing its lease failed: ${error instanceof Error ? error.message : String(error)}`));
+    const heartbeat = setInterval(renew, Math.max(50, leaseMsOf(claimed) / 3));
     let job = claimed;
     let status: JobStatus = 'ERROR';
     let message: string | null = null;
@@ -106,14 +126,14 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
     try {
       recorder.emit({ type: 'job', job: toSummary(job) });
       postStatus(deps, job, 'RUNNING');
-      const repo = deps.repos.get(job.repo);
+      const repo = await deps.repos.get(job.repo);
       if (!repo) throw new Error(`repository ${job.repo} is no longer configured`);
       const checkout = await deps.checkouts.prepare(repo, job.branch, job.commit);
       recorder.onReadCommit = checkout.release;
       try {
         if (job.title === '' || job.author === '') {
-          deps.queue.update(job.id, { title: job.title || checkout.title, author: job.author || checkout.author });
-          job = deps.queue.get(job.id) ?? job;
+          await deps.queue.update(job.id, { title: job.title || checkout.title, author: job.author || checkout.author });
+          job = (await deps.queue.get(job.id)) ?? job;
           recorder.emit({ type: 'job', job: toSummary(job) });
         }
         result = await runRepository(
@@ -122,7 +142,7 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
             commit: job.commit,
             noCache: job.options.noCache,
             noCacheDirs: job.options.noCacheDirs,
-            secrets: deps.repos.secretsFor(job.repo),
+            secrets: await deps.repos.secretsFor(job.repo),
             approveButton,
             signal: controller.signal,
             job: jobFacts(job, repo),
@@ -144,15 +164,17 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
       clearInterval(heartbeat);
       recorder.onReadCommit();
     }
+    // The runner rows the run's events wrote, before the job's end is written after them.
+    await recorder.flush();
 
     if (abortReason === 'stop') {
-      deps.queue.requeue(claimed.id);
+      await deps.queue.requeue(claimed.id);
       recorder.note('the server stopped: this job runs again when it starts');
       deps.events.close(claimed.id);
       return;
     }
-    deps.runners.endOpen(claimed.id, status === 'CANCELLED' ? 'CANCELLED' : 'ERROR', status === 'CANCELLED' ? 'cancelled' : 'the job ended before this runner');
-    const ended = deps.queue.finish(claimed.id, status as Exclude<JobStatus, 'NEW' | 'RUNNING' | 'WAITING_PARENTS'>, deps.now(), {
+    await deps.runners.endOpen(claimed.id, status === 'CANCELLED' ? 'CANCELLED' : 'ERROR', status === 'CANCELLED' ? 'cancelled' : 'the job ended before this runner');
+    const ended = await deps.queue.finish(claimed.id, status as Exclude<JobStatus, 'NEW' | 'RUNNING' | 'WAITING_PARENTS'>, deps.now(), {
       stepsRan: result?.stepsRan ?? recorder.totals().stepsRan,
       stepsCached: result?.stepsCached ?? recorder.totals().stepsCached,
       message,
@@ -195,13 +217,31 @@ function leaseMsOf(job: QueuedJob): number {
 /** Engine events → JobEvents (log + subscribers) and runner rows. */
 class JobRecorder implements Reporter {
   private readonly runners = new Map<string, { position: number; detail: RunnerDetail; startedAt: number | null; view: RunnerView }>();
+  /** The database writes the (synchronous) engine events asked for, in their order. */
+  private writes: Promise<void> = Promise.resolve();
+  private readonly jobId: string;
   /** Set by the worker: releases the checkout once the engine has read the commit (at run start). */
   onReadCommit: () => void = () => {};
 
   constructor(
     private readonly deps: WorkerDeps,
-    private readonly jobId: string,
-  ) {}
+    private readonly job: JobSummary,
+  ) {
+    this.jobId = job.id;
+  }
+
+  /** Queues a database write after the earlier ones; a failed write is logged, not thrown into the engine. */
+  private write(what: string, operation: () => Promise<unknown>): void {
+    this.writes = this.writes.then(operation).then(
+      () => {},
+      (error: unknown) => this.deps.log.error(error instanceof Error ? error : new Error(String(error)), `job ${this.jobId}: ${what}`),
+    );
+  }
+
+  /** Resolves once every write queued so far is done. */
+  flush(): Promise<void> {
+    return this.writes;
+  }
 
   emit(event: JobEvent, sync = false): void {
     this.deps.events.append(this.jobId, event, { sync });
@@ -213,8 +253,8 @@ class JobRecorder implements Reporter {
 
   onRunStart(event: { runId: string; runners: RunnerView[] }): void {
     this.onReadCommit();
-    this.deps.queue.update(this.jobId, { runId: event.runId });
-    this.deps.runners.clear(this.jobId);
+    this.write('recording the run id', () => this.deps.queue.update(this.jobId, { runId: event.runId }));
+    this.write('clearing its runners', () => this.deps.runners.clear(this.jobId));
     this.runners.clear();
     event.runners.forEach((view, position) => {
       const detail: RunnerDetail = {
@@ -283,7 +323,7 @@ class JobRecorder implements Reporter {
       detail.debuggable = status === 'FAILURE' && detail.steps.some((s) => s.status === 'failed' && s.snapshot);
       this.save(event.runner);
       const totals = this.totals();
-      this.deps.queue.update(this.jobId, totals);
+      this.write('recording its totals', () => this.deps.queue.update(this.jobId, totals));
       this.postRunner(event.runner, status, event.message);
     }
     this.emit({ type: 'runnerEnd', runner: event.runner, status, ...(event.message !== undefined ? { message: event.message } : {}) }, true);
@@ -345,7 +385,9 @@ class JobRecorder implements Reporter {
 
   private save(runner: string): void {
     const entry = this.runners.get(runner);
-    if (entry) this.deps.runners.save(this.jobId, entry.position, entry.detail);
+    // Written as it is now (later events change the detail in place).
+    const detail = entry ? (JSON.parse(JSON.stringify(entry.detail)) as RunnerDetail) : undefined;
+    if (entry && detail) this.write(`saving runner ${runner}`, () => this.deps.runners.save(this.jobId, entry.position, detail));
   }
 
   /**
@@ -353,9 +395,9 @@ class JobRecorder implements Reporter {
    * all SPLIT copies under the Layerfile's runner id, as bad as the worst copy (running while any runs).
    */
   private postRunner(runner: string, status: JobStatus, message?: string): void {
-    const job = this.deps.queue.get(this.jobId);
+    const { job } = this;
     const view = this.runners.get(runner)?.view;
-    if (!job || view?.statusLabel === 'hidden') return;
+    if (view?.statusLabel === 'hidden') return;
     if (view?.statusLabel === 'merge' && view.copyOf !== undefined) {
       const copies = [...this.runners.values()].filter((r) => r.view.copyOf === view.copyOf).map((r) => (r.view.runner === runner ? status : r.detail.status));
       const merged = mergeStatuses(copies);

@@ -25,7 +25,7 @@ export interface PreviewManager {
    * (no such run/runner, not successful, no EXPOSE WEBSITE), STRATA_GONE (its snapshot is gone).
    * `secrets` gives the values of SECRET ENV the background commands need; called only when it starts.
    */
-  open(runId: string, runner: string, options?: { secrets?: (() => Secrets) | undefined }): Promise<PreviewLease>;
+  open(runId: string, runner: string, options?: { secrets?: (() => Secrets | Promise<Secrets>) | undefined }): Promise<PreviewLease>;
   /** The previews running now (for tests and status pages). */
   running(): Array<{ runId: string; runner: string; machineId: string }>;
   /** Destroys every preview machine and its snapshot; open() fails afterwards. */
@@ -64,7 +64,7 @@ export function createPreviewManager(options: PreviewManagerOptions): PreviewMan
   const entries = new Map<string, Entry>();
   let closed = false;
 
-  const start = async (runId: string, runner: string, secrets: (() => Secrets) | undefined): Promise<Running> => {
+  const start = async (runId: string, runner: string, secrets: (() => Secrets | Promise<Secrets>) | undefined): Promise<Running> => {
     const source = await resolvePreviewSource(deps, runId, runner);
     // Short, unique ids: the port-forwarding socket path is limited (MachineSpec.portForwarding).
     const machineId = `preview-${randomBytes(4).toString('hex')}`;
@@ -75,7 +75,7 @@ export function createPreviewManager(options: PreviewManagerOptions): PreviewMan
       instructions: source.instructions,
       snapshot: source.snapshot,
       background: source.background,
-      secrets: secrets?.(),
+      secrets: await secrets?.(),
     });
     try {
       const routes = await websiteRoutes(exposed, { runner, path: source.layerfile, instructions: source.instructions }, [], options.onNotice);

@@ -98,9 +98,9 @@ export async function previewRoutes(app: FastifyInstance, options: PreviewRoutes
 
     scope.all<{ Params: { jobId: string; runner: string } }>('/preview/:jobId/:runner/*', async (request, reply) => {
       const { jobId, runner } = request.params;
-      const job = ctx.jobs.get(jobId);
-      const isPublic = job !== null && (ctx.repos.get(job.repo)?.publicPreviews ?? false);
-      if (!isPublic && !ctx.authenticate(request)) {
+      const job = await ctx.jobs.get(jobId);
+      const isPublic = job !== null && ((await ctx.repos.get(job.repo))?.publicPreviews ?? false);
+      if (!isPublic && !(await ctx.authenticate(request))) {
         return sendError(reply, new StrataError('STRATA_UNAUTHORIZED', 'log in to see this preview', { hint: 'previews are private unless the repository has publicPreviews' }));
       }
       if (!job) return sendError(reply, new StrataError('STRATA_NOT_FOUND', `no job ${jobId}`));

@@ -13,14 +13,14 @@ export interface NewRepo {
 }
 
 export interface RepoStore {
-  add(repo: NewRepo): { repo: Repo; webhookSecret: string };
-  list(): Repo[];
-  get(name: string): Repo | null;
+  add(repo: NewRepo): Promise<{ repo: Repo; webhookSecret: string }>;
+  list(): Promise<Repo[]>;
+  get(name: string): Promise<Repo | null>;
   /** The webhook secret, for verifying signatures. */
-  webhookSecret(name: string): string | null;
-  setSecret(repo: string, name: string, value: string): string[];
-  deleteSecret(repo: string, name: string): string[];
-  secretNames(repo: string): string[];
+  webhookSecret(name: string): Promise<string | null>;
+  setSecret(repo: string, name: string, value: string): Promise<string[]>;
+  deleteSecret(repo: string, name: string): Promise<string[]>;
+  secretNames(repo: string): Promise<string[]>;
   /** Decrypted values, for a job's run (SECRET ENV). */
-  secretsFor(repo: string): Secrets;
+  secretsFor(repo: string): Promise<Secrets>;
 }

@@ -64,9 +64,9 @@ interface Params {
 
 /** Which failure snapshot the terminal opens, or the error to answer before the upgrade. */
 async function resolveTarget(ctx: ServerContext, request: FastifyRequest<{ Params: Params }>): Promise<Target> {
-  if (!ctx.authenticate(request)) throw new StrataError('STRATA_UNAUTHORIZED', 'log in to open a terminal');
+  if (!(await ctx.authenticate(request))) throw new StrataError('STRATA_UNAUTHORIZED', 'log in to open a terminal');
   const { id, runner } = request.params;
-  const job = ctx.jobs.get(id);
+  const job = await ctx.jobs.get(id);
   if (!job) throw new StrataError('STRATA_NOT_FOUND', `no job ${id}`);
   const run = job.runId === null ? undefined : await ctx.engine.runLog.getRun(job.runId);
   if (!run) throw new StrataError('STRATA_NOT_FOUND', `job ${id} has not run yet`);

@@ -7,12 +7,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Db } from '../../store/database.js';
+import type { StoreDatabase } from '../../store/database.js';
 import type { ServerContext } from '../context.js';
 import type { NewJob } from '../jobs/types.js';
 
 /** Delivery ids are remembered this long (forges redeliver recent deliveries only). */
-const DELIVERY_MEMORY_MS = 30 * 24 * 3600_000;
+export const DELIVERY_MEMORY_MS = 30 * 24 * 3600_000;
 /** GitHub's payloads are at most 25 MB. */
 const BODY_LIMIT = 25 * 1024 * 1024;
 
@@ -108,10 +108,21 @@ export function verifySignature(secret: string, body: Buffer, signature: string)
   return timingSafeEqual(expected, Buffer.from(signature, 'hex'));
 }
 
-/** Records a delivery id; false when it was seen before. */
-function firstDelivery(db: Db, deliveryId: string, repo: string, now: number): boolean {
-  db.prepare('DELETE FROM webhook_deliveries WHERE received_at < ?').run(now - DELIVERY_MEMORY_MS);
-  return db.prepare('INSERT OR IGNORE INTO webhook_deliveries (delivery_id, repo, received_at) VALUES (?, ?, ?)').run(deliveryId, repo, now).changes === 1;
+/**
+ * Records a delivery id; false when it was seen (within DELIVERY_MEMORY_MS) before. Two statements, no
+ * transaction: forgetting old ids first, then one insert that does nothing on a known id, which reports
+ * the rows it inserted (0 on a conflict, on SQLite and Postgres alike), so of two concurrent deliveries
+ * of one id exactly one is first.
+ */
+export async function firstDelivery(database: StoreDatabase, deliveryId: string, repo: string, now: number): Promise<boolean> {
+  const db = database.sql;
+  await db.deleteFrom('webhook_deliveries').where('received_at', '<', now - DELIVERY_MEMORY_MS).execute();
+  const result = await db
+    .insertInto('webhook_deliveries')
+    .values({ delivery_id: deliveryId, repo, received_at: now })
+    .onConflict((oc) => oc.column('delivery_id').doNothing())
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
 }
 
 function fail(reply: FastifyReply, status: number, code: string, message: string, hint?: string) {
@@ -136,8 +147,8 @@ export async function webhookRoutes(app: FastifyInstance, options: { ctx: Server
 
     scope.post<{ Params: { repo: string } }>('/api/webhooks/:repo', { bodyLimit: BODY_LIMIT }, async (request, reply) => {
       const repoName = request.params.repo;
-      const repo = ctx.repos.get(repoName);
-      const secret = repo ? ctx.repos.webhookSecret(repoName) : null;
+      const repo = await ctx.repos.get(repoName);
+      const secret = repo ? await ctx.repos.webhookSecret(repoName) : null;
       if (!repo || !secret) return fail(reply, 404, 'STRATA_NOT_FOUND', `no repository ${repoName}`);
 
       const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
@@ -148,7 +159,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { ctx: Server
       }
 
       const deliveryId = header(request, 'x-github-delivery', 'x-gitea-delivery', 'x-forgejo-delivery');
-      if (deliveryId !== '' && !firstDelivery(ctx.db, deliveryId, repoName, Date.now())) {
+      if (deliveryId !== '' && !(await firstDelivery(ctx.db, deliveryId, repoName, Date.now()))) {
         return fail(reply, 409, 'STRATA_CONFLICT', `delivery ${deliveryId} was already received`);
       }
 
@@ -160,7 +171,7 @@ export async function webhookRoutes(app: FastifyInstance, options: { ctx: Server
         return fail(reply, 400, 'STRATA_USAGE', `malformed ${event} payload`);
       }
       if (decision.kind === 'ignored') return reply.code(200).send({ ignored: decision.reason });
-      const job = ctx.jobs.enqueue({ repo: repoName, ...decision.job });
+      const job = await ctx.jobs.enqueue({ repo: repoName, ...decision.job });
       request.log.info({ job: job.id, repo: repoName, event, delivery: deliveryId, commit: job.commit }, 'webhook');
       return reply.code(202).send({ job });
     });

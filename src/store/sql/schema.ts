@@ -86,7 +86,96 @@ export interface SplitTimingSetsTable {
   created_at: number;
 }
 
+export interface ServerUsersTable {
+  name: string;
+  password_hash: string;
+  created_at: number;
+}
+
+export interface ServerSessionsTable {
+  id_hash: string;
+  user_name: string;
+  created_at: number;
+  expires_at: number;
+}
+
+export interface ServerApiTokensTable {
+  token_hash: string;
+  user_name: string;
+  created_at: number;
+}
+
+export interface ServerReposTable {
+  name: string;
+  url: string;
+  default_branch: string;
+  poll_seconds: number | null;
+  public_previews: Generated<number>;
+  webhook_secret_encrypted: string;
+  created_at: number;
+}
+
+export interface ServerRepoSecretsTable {
+  repo: string;
+  name: string;
+  value_encrypted: string;
+  updated_at: number;
+}
+
+export interface JobsTable {
+  rowid: RowId;
+  id: string;
+  repo: string;
+  branch: string;
+  commit_id: string;
+  title: string;
+  author: string;
+  trigger: string;
+  status: string;
+  no_cache: number;
+  no_cache_dirs: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  duration_ms: number | null;
+  steps_ran: Generated<number>;
+  steps_cached: Generated<number>;
+  run_id: string | null;
+  message: string | null;
+  attempts: Generated<number>;
+  lease_until: number | null;
+  pull_request_url: string | null;
+}
+
+export interface JobRunnersTable {
+  job_id: string;
+  runner: string;
+  position: number;
+  detail: string;
+}
+
+export interface WebhookDeliveriesTable {
+  delivery_id: string;
+  repo: string;
+  received_at: number;
+}
+
+export interface PollHeadsTable {
+  repo: string;
+  branch: string;
+  commit_id: string;
+}
+
 export interface StoreSchema {
+  server_users: ServerUsersTable;
+  server_sessions: ServerSessionsTable;
+  server_api_tokens: ServerApiTokensTable;
+  server_repos: ServerReposTable;
+  server_repo_secrets: ServerRepoSecretsTable;
+  jobs: JobsTable;
+  job_runners: JobRunnersTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  poll_heads: PollHeadsTable;
   runs: RunsTable;
   run_runners: RunRunnersTable;
   run_steps: RunStepsTable;

@@ -12,9 +12,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import Fastify from 'fastify';
 import { openEngine, type Engine } from '../../../src/compose/engine.js';
-import type { JobEvent, JobSummary } from '../../../src/server/api/types.js';
+import type { JobEvent, JobSummary, RunnerDetail } from '../../../src/server/api/types.js';
 import type { ServerConfig, ServerContext } from '../../../src/server/context.js';
 import { createJobService } from '../../../src/server/jobs/service.js';
 import type { JobService } from '../../../src/server/jobs/types.js';
@@ -92,7 +93,7 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
   await new Promise<void>((resolve) => statusServer.listen(0, '127.0.0.1', resolve));
 
   engine = await openEngine({ store, reporter: {} });
-  const repos = createRepoStore(engine.db, loadOrCreateServerKey(store));
+  const repos = createRepoStore(engine.database, loadOrCreateServerKey(store));
   const config: ServerConfig = {
     storeRoot: store,
     host: '127.0.0.1',
@@ -102,7 +103,7 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
     previewIdleMs: 60_000,
     statusApi: { baseUrl: `http://127.0.0.1:${(statusServer.address() as AddressInfo).port}`, token: 'tok' },
   };
-  const service = createJobService({ config, db: engine.db, engine: engine.deps, repos, log: quietLog, tickMs: 100 });
+  const service = createJobService({ config, db: engine.database, engine: engine.deps, repos, log: quietLog, tickMs: 100 });
   jobs = service;
   service.start();
 
@@ -111,13 +112,34 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
     file1: 'content-of-file1\n',
     'other.txt': 'unrelated\n',
   });
-  repos.add({ name: 'app', url: repo.dir });
+  await repos.add({ name: 'app', url: repo.dir });
   const first = repo.git('rev-parse', 'HEAD').trim();
-  const run = async (commit: string, onEvent?: (event: JobEvent, job: JobSummary) => void) => {
+  /**
+   * Runs a job to its end. `onEvent` sees each event; what it does asynchronously is waited for before
+   * this returns, and the first of those that fails fails the run at once.
+   */
+  const run = async (commit: string, onEvent?: (event: JobEvent, job: JobSummary) => Promise<void> | void) => {
     // Title and author empty, as the poller leaves them: the worker reads them from the commit.
-    const job = service.enqueue({ repo: 'app', branch: 'main', commit, title: '', author: '', trigger: 'manual' });
-    const events = await eventsUntilEnd(service, job.id, (event) => onEvent?.(event, job));
-    return { job, events, detail: service.get(job.id) };
+    const job = await service.enqueue({ repo: 'app', branch: 'main', commit, title: '', author: '', trigger: 'manual' });
+    const reactions: Array<Promise<void>> = [];
+    const failures: unknown[] = [];
+    let reactionFailed: (error: unknown) => void = () => {};
+    const failure = new Promise<never>((_resolve, reject) => (reactionFailed = reject));
+    const ended = eventsUntilEnd(service, job.id, (event) => {
+      const reaction = onEvent?.(event, job);
+      if (reaction) {
+        reactions.push(
+          reaction.catch((error: unknown) => {
+            failures.push(error);
+            reactionFailed(error);
+          }),
+        );
+      }
+    });
+    const events = await Promise.race([ended, failure]);
+    await Promise.all(reactions);
+    if (failures.length > 0) throw failures[0];
+    return { job, events, detail: await service.get(job.id) };
   };
 
   await t.test('a job runs to SUCCESS with its events in order and its preview listed', async () => {
@@ -133,8 +155,8 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
     assert.deepEqual(runner?.steps.map((s) => s.status), ['done', 'done', 'done']);
     assert.deepEqual(runner?.previews, [{ url: `http://strata.test/preview/${job.id}/${ROOT_RUNNER}/`, target: 'http://localhost:8000' }]);
     assert.equal(detail?.stepsRan, 3);
-    assert.match(service.log(job.id, { runner: ROOT_RUNNER, step: 1 }), /content-of-file1/);
-    assert.doesNotMatch(service.log(job.id, { runner: ROOT_RUNNER, step: 2 }), /content-of-file1/);
+    assert.match(await service.log(job.id, { runner: ROOT_RUNNER, step: 1 }), /content-of-file1/);
+    assert.doesNotMatch(await service.log(job.id, { runner: ROOT_RUNNER, step: 2 }), /content-of-file1/);
   });
 
   await t.test('the next commit (an unread file changed) is restored from the cache', async () => {
@@ -163,14 +185,13 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
   await t.test('a BUTTON waits until approved', async () => {
     const buttoned = repo.commit('button', { Layerfile: 'FROM vm/debian:12\nRUN echo before\nBUTTON deploy to staging?\nRUN echo after-approval\n' });
     let approvedWhileWaiting = false;
-    const { detail, events } = await run(buttoned, (event, job) => {
+    const { detail, events } = await run(buttoned, async (event, job) => {
       if (event.type === 'button' && event.state === 'waiting') {
         // Still running, parked at the button.
-        assert.equal(service.get(job.id)?.status, 'RUNNING');
-        setTimeout(() => {
-          service.approveButton(job.id, event.id, 'alice');
-          approvedWhileWaiting = true;
-        }, 300);
+        assert.equal((await service.get(job.id))?.status, 'RUNNING');
+        await sleep(300);
+        await service.approveButton(job.id, event.id, 'alice');
+        approvedWhileWaiting = true;
       }
     });
     assert.equal(approvedWhileWaiting, true);
@@ -178,17 +199,18 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
     const buttons = events.flatMap((e) => (e.event.type === 'button' ? [e.event.state] : []));
     assert.deepEqual(buttons, ['waiting', 'approved']);
     assert.deepEqual(detail?.runners[0]?.buttons.map((b) => [b.message, b.state]), [['deploy to staging?', 'approved']]);
-    assert.match(service.log(detail?.id ?? '', {}), /approved by alice/);
+    assert.match(await service.log(detail?.id ?? '', {}), /approved by alice/);
   });
 
   await t.test('cancel of a running job ends CANCELLED and leaves no machine', async () => {
     const slow = repo.commit('slow', { Layerfile: 'FROM vm/debian:12\nRUN echo started && sleep 120 && echo finished\n' });
     const startedAt = Date.now();
     let cancelled = false;
-    const { detail } = await run(slow, (event, job) => {
+    const { detail } = await run(slow, async (event, job) => {
       if (event.type === 'output' && event.data.includes('started') && !cancelled) {
         cancelled = true;
-        setImmediate(() => service.cancel(job.id));
+        await nextTurn();
+        await service.cancel(job.id);
       }
     });
     assert.ok(cancelled);
@@ -201,9 +223,23 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
   await t.test('a runner with a FROM parent is WAITING_PARENTS until its parent ends', async () => {
     const family = repo.commit('family', { Layerfile: 'FROM vm/debian:12\nRUN echo parent > /parent\n', 'child/Layerfile': 'FROM ..\nRUN cat /parent\n' });
     const seen: string[] = [];
-    const { detail } = await run(family, (event, job) => {
-      if (event.type === 'runStart' || (event.type === 'runnerEnd' && event.runner === ROOT_RUNNER)) {
-        seen.push(`${event.type}:${service.get(job.id)?.runners.map((r) => `${r.runner}=${r.status}`).join(',')}`);
+    // The worker writes the runner rows an event changed just after the event (queued, in order): the
+    // stored job as of an event is the first one read that shows that event's own change.
+    const storedOnce = async (jobId: string, written: (runners: RunnerDetail[]) => boolean): Promise<RunnerDetail[] | undefined> => {
+      let runners: RunnerDetail[] | undefined;
+      for (let read = 0; read < 1000; read++) {
+        runners = (await service.get(jobId))?.runners;
+        if (runners && written(runners)) break;
+      }
+      return runners;
+    };
+    const { detail } = await run(family, async (event, job) => {
+      let stored: Promise<RunnerDetail[] | undefined> | undefined;
+      if (event.type === 'runStart') stored = storedOnce(job.id, (runners) => runners.length === event.runners.length);
+      if (event.type === 'runnerEnd' && event.runner === ROOT_RUNNER) stored = storedOnce(job.id, (runners) => runners.some((r) => r.runner === event.runner && r.status === event.status));
+      if (stored) {
+        const at = seen.push(event.type) - 1;
+        seen[at] = `${event.type}:${(await stored)?.map((r) => `${r.runner}=${r.status}`).join(',')}`;
       }
     });
     assert.equal(detail?.status, 'SUCCESS', detail?.message ?? '');
@@ -213,7 +249,7 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
 
   await t.test('stop() puts a running job back to NEW; the next start() runs it again', async () => {
     const slow = repo.commit('slow again', { Layerfile: 'FROM vm/debian:12\nRUN echo started && sleep 120\n' });
-    const job = service.enqueue({ repo: 'app', branch: 'main', commit: slow, title: '', author: '', trigger: 'manual' });
+    const job = await service.enqueue({ repo: 'app', branch: 'main', commit: slow, title: '', author: '', trigger: 'manual' });
     let starts = 0;
     let onStarted = () => {};
     const unsubscribe = service.subscribe(job.id, 0, (_seq, event) => {
@@ -226,17 +262,16 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
     const started = () => new Promise<void>((resolve) => (onStarted = resolve));
     await started();
     await service.stop();
-    assert.equal(service.get(job.id)?.status, 'NEW');
-    assert.match(service.log(job.id, {}), /the server stopped: this job runs again when it starts/);
+    assert.equal((await service.get(job.id))?.status, 'NEW');
+    assert.match(await service.log(job.id, {}), /the server stopped: this job runs again when it starts/);
     assert.deepEqual(machinesOf(store), []);
     const again = started();
     service.start();
     await again;
     assert.equal(starts, 2);
     const ended = eventsUntilEnd(service, job.id);
-    service.cancel(job.id);
-    await ended;
-    assert.equal(service.get(job.id)?.status, 'CANCELLED');
+    await Promise.all([ended, service.cancel(job.id)]);
+    assert.equal((await service.get(job.id))?.status, 'CANCELLED');
   });
 
   await t.test('LABEL status=merge posts one status for all SPLIT copies; status=hidden posts none', async () => {
@@ -256,14 +291,14 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
 
   await t.test('a real git push to a bare repo whose hook calls the webhook makes a job that succeeds', async () => {
     app = Fastify({ logger: false });
-    const ctx: ServerContext = { config, db: engine!.db, engine: engine!.deps, repos, jobs: service, log: app.log, authenticate: () => null };
+    const ctx: ServerContext = { config, db: engine!.database, engine: engine!.deps, repos, jobs: service, log: app.log, authenticate: async () => null };
     await app.register(webhookRoutes, { ctx });
     const base = await app.listen({ host: '127.0.0.1', port: 0 });
 
     const bare = mkdtempSync(join(tmpdir(), 'strata-jobs-bare-'));
     t.after(() => execFileSync('rm', ['-rf', bare]));
     execFileSync('git', ['init', '-q', '--bare', '-b', 'main', bare]);
-    repos.add({ name: 'pushed', url: bare, webhookSecret: WEBHOOK_SECRET });
+    await repos.add({ name: 'pushed', url: bare, webhookSecret: WEBHOOK_SECRET });
     // GitHub's push payload (the fields strata reads), signed like GitHub signs it.
     const hook = `#!/bin/sh
 while read old new ref; do
@@ -282,14 +317,14 @@ done
     // Asynchronously: the hook's curl is answered by this very process.
     const pushed = await exec('git', ['push', '-q', bare, 'main'], { cwd: clone.dir, timeoutMs: 60_000 });
     assert.equal(pushed.exitCode, 0, pushed.stderr);
-    const [job] = service.list({ repo: 'pushed' });
+    const [job] = await service.list({ repo: 'pushed' });
     assert.ok(job, 'the hook made a job before the push returned');
     assert.deepEqual([job.trigger, job.branch, job.commit], ['push', 'main', pushedCommit]);
     await eventsUntilEnd(service, job.id);
-    const detail = service.get(job.id);
+    const detail = await service.get(job.id);
     assert.equal(detail?.status, 'SUCCESS', detail?.message ?? '');
     assert.equal(detail?.title, 'initial', 'the title comes from git log in the checkout');
-    assert.match(service.log(job.id, {}), /hello from a push/);
+    assert.match(await service.log(job.id, {}), /hello from a push/);
   });
 
   // Statuses were posted for the first job: pending first, success last, per runner and overall.

@@ -18,20 +18,19 @@ const stepEnv = (job: JobFacts) => baseStepEnv({ jobId: 'run-1', runnerId: 'main
 test('a pull request job reaches the engine with its pull request URL; a push job with none', async (t) => {
   const store = await temporaryStore(t);
   const database = await openDatabase(join(store, 'strata.db'));
-  const db = database.raw;
   t.after(() => database.close());
-  const queue = createJobQueue(db);
+  const queue = createJobQueue(database);
   const url = 'https://github.com/team/app/pull/12';
-  queue.insert({ repo: 'app', branch: 'feature/search', commit: 'b'.repeat(40), title: 'Add search', author: 'bob', trigger: 'pull_request', pullRequestUrl: url }, 1);
-  queue.insert({ repo: 'app', branch: 'main', commit: 'a'.repeat(40), title: 'Fix', author: 'ann', trigger: 'push' }, 2);
+  await queue.insert({ repo: 'app', branch: 'feature/search', commit: 'b'.repeat(40), title: 'Add search', author: 'bob', trigger: 'pull_request', pullRequestUrl: url }, 1);
+  await queue.insert({ repo: 'app', branch: 'main', commit: 'a'.repeat(40), title: 'Fix', author: 'ann', trigger: 'push' }, 2);
 
-  const pullRequest = queue.claim(10, 1000, 2);
+  const pullRequest = await queue.claim(10, 1000, 2);
   assert.ok(pullRequest);
   const facts = jobFacts(pullRequest, repo);
   assert.deepEqual(facts, { jobId: pullRequest.id, branch: 'feature/search', pullRequestUrl: url, remoteUrl: repo.url });
   assert.equal(stepEnv(facts).LAYERCI_PULL_REQUEST, url);
 
-  const push = queue.claim(11, 1000, 2);
+  const push = await queue.claim(11, 1000, 2);
   assert.ok(push);
   assert.equal(jobFacts(push, repo).pullRequestUrl, undefined);
   assert.equal(stepEnv(jobFacts(push, repo)).LAYERCI_PULL_REQUEST, '', 'present and empty, as for any unknown fact');

@@ -54,7 +54,6 @@ export async function createHarness(t: TestContext, previewIdleMs = 60_000): Pro
   });
   const engine = await createTestEngine(t);
   const database = await openDatabase(join(engine.store, 'strata.db'));
-  const db = database.raw;
   cleanups.push(() => database.close());
 
   let starts = 0;
@@ -69,11 +68,11 @@ export async function createHarness(t: TestContext, previewIdleMs = 60_000): Pro
   const repoRecord = (): Repo => ({ name: 'demo', url: '/nowhere', defaultBranch: 'main', pollSeconds: null, publicPreviews: repo.publicPreviews, createdAt: 0 });
   const ctx: ServerContext = {
     config: { storeRoot: engine.store, host: '127.0.0.1', port: 0, publicUrl: 'http://127.0.0.1', concurrency: 1, previewIdleMs },
-    db,
+    db: database,
     engine: { ...engine.engine.deps, sandbox },
-    authenticate: (request) => (request.headers.authorization === authorized.authorization ? { name: 'tester' } : null),
-    repos: { get: (name: string) => (name === 'demo' ? repoRecord() : null), secretsFor: () => noSecrets } as unknown as RepoStore,
-    jobs: { get: (id: string) => jobs.get(id) ?? null } as unknown as JobService,
+    authenticate: async (request) => (request.headers.authorization === authorized.authorization ? { name: 'tester' } : null),
+    repos: { get: async (name: string) => (name === 'demo' ? repoRecord() : null), secretsFor: async () => noSecrets } as unknown as RepoStore,
+    jobs: { get: async (id: string) => jobs.get(id) ?? null } as unknown as JobService,
     log: Fastify().log,
   };
 

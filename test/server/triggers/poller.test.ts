@@ -18,12 +18,11 @@ const quietLog = { info: () => {}, warn: () => {}, error: () => {} };
 
 async function setup(t: TestContext, pollSeconds: number | null) {
   const store = await temporaryStore(t);
-  const database = await openDatabase(join(store, 'strata.db'));
-  const db = database.raw;
-  t.after(() => database.close());
+  const db = await openDatabase(join(store, 'strata.db'));
+  t.after(() => db.close());
   const repo = createGitRepo(t, { 'README.md': 'hello\n' });
   const repos = createRepoStore(db, loadOrCreateServerKey(store));
-  repos.add({ name: 'app', url: repo.dir, pollSeconds });
+  await repos.add({ name: 'app', url: repo.dir, pollSeconds });
   const config: ServerConfig = { storeRoot: store, host: '127.0.0.1', port: 0, publicUrl: 'http://strata.test', concurrency: 1, previewIdleMs: 60_000 };
   // Not started: the jobs stay NEW, so no engine is needed.
   const jobs = createJobService({ config, db, engine: {} as unknown as EngineDeps, repos, log: quietLog });
@@ -47,7 +46,12 @@ test('the first poll records; a commit and a new branch make jobs; no change mak
   const branched = await poller.pollRepo(app);
   assert.deepEqual(branched.map((j) => [j.branch, j.commit]), [['feature', second]]);
   assert.deepEqual(await poller.pollRepo(app), []);
-  assert.equal(jobs.list({ repo: 'app' }).length, 2);
+  assert.equal((await jobs.list({ repo: 'app' })).length, 2);
+
+  repo.git('branch', '-D', 'feature');
+  assert.deepEqual(await poller.pollRepo(app), [], 'a deleted branch makes no job');
+  const heads = await db.sql.selectFrom('poll_heads').select('branch').where('repo', '=', 'app').orderBy('branch').execute();
+  assert.deepEqual(heads.map((h) => h.branch), ['', 'main'], 'and is forgotten (the marker row stays)');
 });
 
 test('the poller polls a repo with pollSeconds on its own and sees a real git commit', async (t) => {
@@ -55,19 +59,19 @@ test('the poller polls a repo with pollSeconds on its own and sees a real git co
   const poller = startPoller({ db, repos, jobs, log: quietLog }, { tickMs: 100 });
   t.after(() => poller.stop());
   // The first poll (at start) records the heads.
-  await waitFor(() => (db.prepare("SELECT COUNT(*) AS n FROM poll_heads WHERE repo = 'app' AND branch = 'main'").get() as { n: number }).n === 1);
-  assert.equal(jobs.list({}).length, 0);
+  await waitFor(async () => (await db.sql.selectFrom('poll_heads').select('commit_id').where('repo', '=', 'app').where('branch', '=', 'main').executeTakeFirst()) !== undefined);
+  assert.equal((await jobs.list({})).length, 0);
 
   const next = repo.commit('next', { 'a.txt': 'a\n' });
-  await waitFor(() => jobs.list({}).length > 0);
-  const [job] = jobs.list({});
+  await waitFor(async () => (await jobs.list({})).length > 0);
+  const [job] = await jobs.list({});
   assert.equal(job?.commit, next);
   assert.equal(job?.trigger, 'poll');
 });
 
-async function waitFor(condition: () => boolean, timeoutMs = 15_000): Promise<void> {
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error('timed out waiting');
     await sleep(50);
   }

@@ -21,23 +21,22 @@ const PR_URL = 'https://git.example.com/team/app/pull/7';
 
 async function setup(t: TestContext) {
   const store = await temporaryStore(t);
-  const database = await openDatabase(join(store, 'strata.db'));
-  const db = database.raw;
+  const db = await openDatabase(join(store, 'strata.db'));
   const repos = createRepoStore(db, loadOrCreateServerKey(store));
-  repos.add({ name: 'app', url: 'https://git.example.com/team/app.git', webhookSecret: SECRET });
+  await repos.add({ name: 'app', url: 'https://git.example.com/team/app.git', webhookSecret: SECRET });
   const config: ServerConfig = { storeRoot: store, host: '127.0.0.1', port: 0, publicUrl: 'http://strata.test', concurrency: 1, previewIdleMs: 60_000 };
   const app = Fastify({ logger: false });
   // The job service is never started here: jobs stay NEW, no engine is needed.
   const engine = {} as unknown as EngineDeps;
   const jobs = createJobService({ config, db, engine, repos, log: app.log });
-  const ctx: ServerContext = { config, db, engine, repos, jobs, log: app.log, authenticate: () => null };
+  const ctx: ServerContext = { config, db, engine, repos, jobs, log: app.log, authenticate: async () => null };
   await app.register(webhookRoutes, { ctx });
   // A route outside the plugin: the plugin's raw-body parser must not leak to it.
   app.post('/api/echo', async (request) => ({ type: typeof request.body, body: request.body }));
   t.after(async () => {
     await app.close();
     await jobs.stop();
-    await database.close();
+    await db.close();
   });
   return { app, jobs };
 }
@@ -89,7 +88,7 @@ for (const forge of ['github', 'gitea', 'forgejo'] as const) {
     const response = await deliver(app, forge, 'push', `${forge}-push-1`, pushPayload());
     assert.equal(response.statusCode, 202, response.body);
     const { job } = response.json() as { job: { id: string } };
-    const stored = jobs.get(job.id);
+    const stored = await jobs.get(job.id);
     assert.ok(stored);
     assert.deepEqual(
       { repo: stored.repo, branch: stored.branch, commit: stored.commit, title: stored.title, author: stored.author, trigger: stored.trigger, status: stored.status },
@@ -105,7 +104,7 @@ for (const forge of ['github', 'gitea', 'forgejo'] as const) {
       const response = await deliver(app, forge, 'pull_request', `${forge}-pr-${i}`, prPayload(action));
       assert.equal(response.statusCode, 202, `${action}: ${response.body}`);
     }
-    const made = jobs.list({ repo: 'app' });
+    const made = await jobs.list({ repo: 'app' });
     assert.equal(made.length, 3);
     for (const job of made) {
       assert.deepEqual(
@@ -116,7 +115,7 @@ for (const forge of ['github', 'gitea', 'forgejo'] as const) {
     const closed = await deliver(app, forge, 'pull_request', `${forge}-pr-closed`, prPayload('closed'));
     assert.equal(closed.statusCode, 200);
     assert.deepEqual(closed.json(), { ignored: 'pull request action closed' });
-    assert.equal(jobs.list({}).length, 3);
+    assert.equal((await jobs.list({})).length, 3);
   });
 }
 
@@ -153,7 +152,7 @@ test('a bad, missing or stale signature is refused with 401 and makes no job', a
   assert.equal(tampered.statusCode, 401);
   const garbage = await deliver(app, 'forgejo', 'push', 'd-4', pushPayload(), { headers: { 'x-forgejo-signature': 'zz' } });
   assert.equal(garbage.statusCode, 401);
-  assert.equal(jobs.list({}).length, 0);
+  assert.equal((await jobs.list({})).length, 0);
 
   // A refused delivery is not remembered: the genuine one with the same id still goes through.
   assert.equal((await deliver(app, 'github', 'push', 'd-1', pushPayload())).statusCode, 202);
@@ -165,7 +164,7 @@ test('a replayed delivery id is refused with 409', async (t) => {
   const replay = await deliver(app, 'github', 'push', 'same-delivery', pushPayload());
   assert.equal(replay.statusCode, 409);
   assert.equal((replay.json() as { error: { code: string } }).error.code, 'STRATA_CONFLICT');
-  assert.equal(jobs.list({}).length, 1);
+  assert.equal((await jobs.list({})).length, 1);
 });
 
 test('other events, tag pushes and branch deletions are ignored with 200', async (t) => {
@@ -181,7 +180,7 @@ test('other events, tag pushes and branch deletions are ignored with 200', async
   const deletedGitea = await deliver(app, 'gitea', 'push', 'i-4', pushPayload({ ref: 'refs/heads/old', after: '0'.repeat(40), head_commit: null, commits: [] }));
   assert.equal(deletedGitea.statusCode, 200);
   assert.deepEqual(deletedGitea.json(), { ignored: 'branch old was deleted' });
-  assert.equal(jobs.list({}).length, 0);
+  assert.equal((await jobs.list({})).length, 0);
 });
 
 test('unknown repos are 404; GitHub form-encoded payloads work; the raw-body parser stays in the plugin', async (t) => {
@@ -197,7 +196,7 @@ test('unknown repos are 404; GitHub form-encoded payloads work; the raw-body par
     payload: form,
   });
   assert.equal(formResponse.statusCode, 202, formResponse.body);
-  assert.equal(jobs.list({})[0]?.branch, 'dev');
+  assert.equal((await jobs.list({}))[0]?.branch, 'dev');
 
   const malformed = await deliver(app, 'github', 'push', 'u-3', { ref: 42 });
   assert.equal(malformed.statusCode, 400);
