@@ -15,6 +15,7 @@ fi
 # Debian packages the engine uses at run time and to build its native helpers.
 PACKAGES=(
   btrfs-progs      # snapshot store
+  zstd             # snapshot streams between machines (btrfs send | zstd)
   runc             # sandbox runtime
   mmdebstrap       # base images from Debian's archive
   debootstrap

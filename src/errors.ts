@@ -20,7 +20,9 @@ export type StrataErrorCode =
   | 'STRATA_INTERNAL'
   | 'STRATA_UNAUTHORIZED' | 'STRATA_FORBIDDEN' | 'STRATA_NOT_FOUND' | 'STRATA_CONFLICT' | 'STRATA_GONE'
   /** Too many credential attempts from one client address (the server's rate limit): try again later. */
-  | 'STRATA_TOO_MANY_ATTEMPTS';
+  | 'STRATA_TOO_MANY_ATTEMPTS'
+  /** A `strata worker` cannot reach its server. */
+  | 'STRATA_SERVER_UNREACHABLE';
 
 export interface StrataErrorOptions {
   hint?: string | undefined;

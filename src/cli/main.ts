@@ -13,7 +13,9 @@ export function buildProgram(): Command {
   program
     .name('strata')
     .description('Run Layerfiles: whole-machine CI pipelines with per-step snapshots and read-traced caching.')
-    .exitOverride();
+    .exitOverride()
+    // `strata worker --store X` (run) and `strata worker add NAME --store X`: each command's options are its own.
+    .enablePositionalOptions();
   program
     .command('check [dir]')
     .description('Parse every Layerfile in a repo and show the DAG, runner ids, steps and errors (runs nothing).')
@@ -100,7 +102,7 @@ export function buildProgram(): Command {
     .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:7080)')
     .option('--public-url <url>', 'the URL people reach the server at (preview links, commit-status links)')
     .option('--database <url>', 'keep the server\'s state in Postgres (postgres://user:password@host/db; also $STRATA_DATABASE_URL); default the store\'s SQLite file')
-    .option('--concurrency <n>', 'how many jobs run at once (default 1)')
+    .option('--concurrency <n>', 'how many jobs this server runs at once (default 1; 0: only `strata worker`s run jobs)')
     .option('--admin-password <password>', 'password of the admin user created when there is no user yet (else $STRATA_ADMIN_PASSWORD, else random)')
     .option('--status-api <url>', 'GitHub-compatible API base URL to post commit statuses to')
     .option('--status-token <token>', 'token for --status-api (else $STRATA_STATUS_TOKEN)')
@@ -149,6 +151,47 @@ export function buildProgram(): Command {
     .action(async (name: string, options: import('./commands/user.js').DatabaseOptions) => {
       const { userTokenCommand } = await import('./commands/user.js');
       process.exitCode = await userTokenCommand(name, options);
+    });
+  const worker = program
+    .command('worker')
+    .enablePositionalOptions()
+    .description("Run the server's jobs on this host (--server, --token); or manage workers (add, revoke, list: writes the server's database directly).")
+    .option('--server <url>', 'the strata server (default $STRATA_SERVER)')
+    .option('--token <token>', 'this worker\'s token, from `strata worker add` on the server (default $STRATA_WORKER_TOKEN)')
+    .option('--store <dir>', 'state directory of this worker (default $STRATA_STORE or /var/lib/strata)')
+    .option('--concurrency <n>', 'how many jobs at once (default 1)')
+    .action(async (options: import('./commands/worker.js').WorkerRunOptions) => {
+      const { workerRunCommand } = await import('./commands/worker.js');
+      process.exitCode = await workerRunCommand(options);
+    });
+  const databaseOption = 'the Postgres database of a server run with `strata serve --database` (also $STRATA_DATABASE_URL); default the store\'s SQLite file';
+  worker
+    .command('add <name>')
+    .description('Add a worker; prints its token (shown only once), for `strata worker --token`.')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--database <url>', databaseOption)
+    .action(async (name: string, options: import('./commands/user.js').DatabaseOptions) => {
+      const { workerAddCommand } = await import('./commands/worker.js');
+      process.exitCode = await workerAddCommand(name, options);
+    });
+  worker
+    .command('revoke <name>')
+    .description("Revoke a worker's token: the server refuses it from then on.")
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--database <url>', databaseOption)
+    .action(async (name: string, options: import('./commands/user.js').DatabaseOptions) => {
+      const { workerRevokeCommand } = await import('./commands/worker.js');
+      process.exitCode = await workerRevokeCommand(name, options);
+    });
+  worker
+    .command('list')
+    .description('List the workers: revoked, never seen, or when last seen.')
+    .option('--store <dir>', 'state directory (default $STRATA_STORE or /var/lib/strata)')
+    .option('--database <url>', databaseOption)
+    .option('--json', 'print JSON')
+    .action(async (options: import('./commands/user.js').DatabaseOptions & { json?: boolean }) => {
+      const { workerListCommand } = await import('./commands/worker.js');
+      process.exitCode = await workerListCommand(options);
     });
   program
     .command('trigger <repo>')

@@ -19,9 +19,11 @@ import type { ExecOutcome, Sandbox } from '../sandbox/types.js';
 import type { SnapshotStore } from '../snapshot/types.js';
 import { openDatabase, openPostgres, type StoreDatabase } from '../store/database.js';
 import { reapMachineRunDirs, removeRunDirsIfEmpty } from '../engine/splitTimings.js';
-import { createCacheIndex } from '../store/cacheIndex.js';
+import { createCacheIndex } from '../store/sql/cacheIndex.js';
 import { lockStore } from '../store/lock.js';
-import { createRunLog } from '../store/runs.js';
+import { createRunLog } from '../store/sql/runLog.js';
+import type { CacheIndex } from '../store/cacheIndex.js';
+import type { RunLog } from '../store/runs.js';
 
 export interface StorePaths {
   root: string;
@@ -64,7 +66,18 @@ export interface OpenEngineOptions {
   databaseUrl?: string | undefined;
 }
 
-export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
+/** An engine whose cache index and run log are given (a `strata worker`'s: its server's); it opens no database. */
+export type WorkerEngine = Omit<Engine, 'database'>;
+
+export function openEngine(options: OpenEngineOptions): Promise<Engine> {
+  return openEngineParts(options, undefined) as Promise<Engine>;
+}
+
+export function openWorkerEngine(options: Omit<OpenEngineOptions, 'databaseUrl'>, stores: { cacheIndex: CacheIndex; runLog: RunLog }): Promise<WorkerEngine> {
+  return openEngineParts(options, stores);
+}
+
+async function openEngineParts(options: OpenEngineOptions, given: { cacheIndex: CacheIndex; runLog: RunLog } | undefined): Promise<WorkerEngine & { database: StoreDatabase | undefined }> {
   const paths = storePaths(options.store);
   const hostConfig = options.hostConfig ?? (await loadHostConfig(hostConfigPath()));
   const { openBtrfsStore } = await import('../snapshot/btrfs.js');
@@ -83,7 +96,8 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
   }
   let database: StoreDatabase | undefined;
   try {
-    database = await openStoreDatabase({ store: paths.root, databaseUrl: options.databaseUrl });
+    database = given ? undefined : await openStoreDatabase({ store: paths.root, databaseUrl: options.databaseUrl });
+    const stores = given ?? { cacheIndex: createCacheIndex(database as StoreDatabase), runLog: createRunLog(database as StoreDatabase) };
     // Machines are named after the store, so reaping leftovers of a crashed run never touches the
     // machines of another store's run on the same host.
     const storeTag = createHash('sha256').update(paths.root).digest('hex').slice(0, 8);
@@ -96,7 +110,7 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
       ? await prepareHostCaTrust({ bundle: hostConfig.host_ca_bundle, workRoot: join(stateRoot, 'host-ca') })
       : undefined;
     await reapMachineRunDirs();
-    const cacheIndex = createCacheIndex(database);
+    const { cacheIndex } = stores;
     // Retention: the newest chains of each runner (default 10, $STRATA_KEEP_CHAINS); the snapshots of
     // forgotten chains go with the crash orphans just below.
     await cacheIndex.pruneChains(Number(process.env.STRATA_KEEP_CHAINS ?? 10) || 10);
@@ -116,7 +130,7 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
       tracer: new FuseRecorder(),
       images,
       cacheIndex,
-      runLog: createRunLog(database),
+      runLog: stores.runLog,
       reporter: options.reporter,
       cacheDirs: createCacheDirStore(cacheDirsRoot(paths.root)),
       remotes: createRemoteCache(join(paths.root, 'remotes')),
@@ -134,7 +148,7 @@ export async function openEngine(options: OpenEngineOptions): Promise<Engine> {
       async close() {
         // Each part is undone even when an earlier one fails (the first failure is still thrown).
         try {
-          await openedDb.close();
+          await openedDb?.close();
           await snapshots.close();
         } finally {
           // The sandbox's state dirs are empty once every machine is destroyed; leave nothing behind.

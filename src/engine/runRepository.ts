@@ -16,6 +16,12 @@ import { assertSecretsPresent, maskingReporter, noSecrets, SecretMasker, type Se
 import type { JobFacts } from './stepEnv.js';
 
 export interface RunOptions {
+  /**
+   * Names the repository in the cache index, the run log, strata-split timings and CACHE dirs instead
+   * of its directory: a `strata worker` passes the server's name of the repository, so the chains all
+   * workers record for it are one set, wherever each worker's checkout lives.
+   */
+  repoKey?: string | undefined;
   repoDir: string;
   /** A git revision to run; undefined runs the working tree as it is (tracked + untracked, not ignored). */
   commit?: string | undefined;
@@ -132,7 +138,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
 
   const runId = newRunId(started);
   const nodes = new Map(graph.nodes.map((n) => [n.path, n]));
-  await deps.runLog.createRun({ id: runId, repo, commit: options.commit !== undefined ? commit?.commit ?? null : null, tree, branch: commit?.branch ?? '', startedAt: started });
+  await deps.runLog.createRun({ id: runId, repo: options.repoKey ?? repo, commit: options.commit !== undefined ? commit?.commit ?? null : null, tree, branch: commit?.branch ?? '', startedAt: started });
   deps.reporter.onRunStart?.({
     runId,
     repo,
@@ -157,7 +163,7 @@ export async function runRepository(options: RunOptions, engineDeps: EngineDeps)
     ),
   });
 
-  const ctx: RunContext = { deps, runId, repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false, signal: options.signal, stepTimeoutMs: options.stepTimeoutMs, maxStepOutputBytes: options.maxStepOutputBytes, fromCheckpoint: options.fromCheckpoint, job: options.job };
+  const ctx: RunContext = { deps, runId, repo: options.repoKey ?? repo, repoDir: repo, tree, commit, noCache: options.noCache ?? false, acceptButtons: options.acceptButtons ?? false, approveButton: options.approveButton, secrets, noCacheDirs: options.noCacheDirs ?? false, signal: options.signal, stepTimeoutMs: options.stepTimeoutMs, maxStepOutputBytes: options.maxStepOutputBytes, fromCheckpoint: options.fromCheckpoint, job: options.job };
   const outcomes = new Map<string, LayerfileOutcome>();
   for (const level of graph.levels) {
     await mapLimited(level, deps.parallelism, async (path) => {

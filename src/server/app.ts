@@ -22,7 +22,9 @@ import type { JobService } from './jobs/types.js';
 import { previewRoutes } from './previews/routes.js';
 import { terminalRoutes } from './terminal/routes.js';
 import { webhookRoutes } from './triggers/webhooks.js';
+import { workerRoutes } from './workers/routes.js';
 import type { RepoStore } from './repos/types.js';
+import { WORKER_TOKEN_PREFIX, type WorkerStore } from './workers/store.js';
 
 /** Where `npm run build` puts the web UI: dist/ui/ of the package (from src/server/ or dist/server/). */
 export const DEFAULT_UI_DIR = fileURLToPath(new URL('../../dist/ui/', import.meta.url));
@@ -33,6 +35,7 @@ export interface CreateServerOptions {
   engine: EngineDeps;
   users: UserStore;
   repos: RepoStore;
+  workers: WorkerStore;
   /** The job service, or a factory given the rest of the context (its logger is the server's). */
   jobs: JobService | ((ctx: Omit<ServerContext, 'jobs'>) => JobService);
   /** Fastify's pino logger options; default JSON lines at level info. Tests pass false. */
@@ -56,6 +59,7 @@ export async function createServer(options: CreateServerOptions): Promise<Strata
     engine: options.engine,
     authenticate: createAuthenticator(options.users),
     repos: options.repos,
+    workers: options.workers,
     log: app.log,
   };
   const ctx: ServerContext = { ...base, jobs: typeof options.jobs === 'function' ? options.jobs(base) : options.jobs };
@@ -66,11 +70,19 @@ export async function createServer(options: CreateServerOptions): Promise<Strata
 
   // Every request learns its user; /api needs one, except logging in and webhooks (signed instead).
   app.decorateRequest('user', null);
+  app.decorateRequest('worker', null);
   const limitCredentials = await credentialLimiter(app);
   app.addHook('onRequest', async (request, reply) => {
-    request.user = await ctx.authenticate(request);
+    // A worker's token opens the worker API and nothing else; a user's never opens the worker API.
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+    request.worker = bearer?.startsWith(WORKER_TOKEN_PREFIX) ? await ctx.workers.workerForToken(bearer) : null;
+    request.user = bearer?.startsWith(WORKER_TOKEN_PREFIX) ? null : await ctx.authenticate(request);
     // A wrong or malformed token is a guess and counts against the client's address (no header: a plain 401).
-    if (request.user === null && request.headers.authorization !== undefined) await limitCredentials(request, reply);
+    if (request.user === null && request.worker === null && request.headers.authorization !== undefined) await limitCredentials(request, reply);
+    if (isWorkerApi(request)) {
+      if (request.worker === null) throw new StrataError('STRATA_UNAUTHORIZED', 'the worker API needs a worker token', { hint: 'strata worker add <name> makes one' });
+      return;
+    }
     if (request.user === null && needsLogin(request)) {
       throw new StrataError('STRATA_UNAUTHORIZED', 'not logged in', { hint: 'POST /api/login, or send Authorization: Bearer <token> (`strata user token <name>` makes one)' });
     }
@@ -83,12 +95,18 @@ export async function createServer(options: CreateServerOptions): Promise<Strata
   await app.register(webhookRoutes, { ctx });
   await app.register(terminalRoutes, { ctx });
   await app.register(previewRoutes, { ctx });
+  await app.register(workerRoutes, { ctx });
 
   await registerUi(app, options.uiDir ?? DEFAULT_UI_DIR);
   return { app, ctx };
 }
 
 const PUBLIC_API_ROUTES = new Set(['POST /api/login', 'POST /api/webhooks/:repo']);
+
+function isWorkerApi(request: FastifyRequest): boolean {
+  const path = request.url.split('?', 1)[0] as string;
+  return path === '/api/worker' || path.startsWith('/api/worker/');
+}
 
 function needsLogin(request: FastifyRequest): boolean {
   const path = request.url.split('?', 1)[0] as string;

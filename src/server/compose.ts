@@ -8,6 +8,7 @@ import { createJobService } from './jobs/service.js';
 import { createRepoStore } from './repos/store.js';
 import { loadOrCreateServerKey } from './repos/serverKey.js';
 import { startPoller, type Poller } from './triggers/poller.js';
+import { createWorkerStore } from './workers/store.js';
 
 export interface StartServerOptions {
   config: ServerConfig;
@@ -35,13 +36,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const users = createUserStore(engine.database);
     await ensureAdmin(users, options.adminPassword, options.announce ?? ((line) => process.stderr.write(`${line}\n`)));
     const repos = createRepoStore(engine.database, loadOrCreateServerKey(config.storeRoot));
+    const workers = createWorkerStore(engine.database);
     const { app, ctx } = await createServer({
       config,
       db: engine.database,
       engine: engine.deps,
       users,
       repos,
-      jobs: (base) => createJobService(base),
+      workers,
+      jobs: (base) => createJobService({ ...base, leaseMs: config.leaseMs }),
       logger: options.logger,
       ...(options.uiDir !== undefined ? { uiDir: options.uiDir } : {}),
     });

@@ -5,6 +5,7 @@ import type { EngineDeps } from '../engine/ports.js';
 import type { StoreDatabase } from '../store/database.js';
 import type { JobService } from './jobs/types.js';
 import type { RepoStore } from './repos/types.js';
+import type { WorkerStore } from './workers/store.js';
 
 export interface ServerUser {
   name: string;
@@ -14,6 +15,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set for every request by the server's auth hook (src/server/app.ts): the logged-in user or null. */
     user: ServerUser | null;
+    /** Set by the same hook: the `strata worker` whose token the request bears, or null. */
+    worker: { name: string } | null;
   }
 }
 
@@ -25,8 +28,10 @@ export interface ServerConfig {
   port: number;
   /** The URL people reach the server at: preview links and commit-status target URLs start with it. */
   publicUrl: string;
-  /** How many jobs run at once. */
+  /** How many jobs this server runs at once itself; 0: only `strata worker`s run jobs. */
   concurrency: number;
+  /** How long a job's claim holds without a renewal (default 30 s): a dead worker's job is queued again after it. */
+  leaseMs?: number | undefined;
   /** A preview machine idle this long is destroyed (woken again from its snapshot on the next request). */
   previewIdleMs: number;
   /** GitHub-compatible statuses API (POST {base}/repos/{owner}/{repo}/statuses/{sha}); none: not posted. */
@@ -42,6 +47,7 @@ export interface ServerContext {
   /** The user behind a request (session cookie or bearer token), or null. */
   authenticate(request: FastifyRequest): Promise<ServerUser | null>;
   repos: RepoStore;
+  workers: WorkerStore;
   jobs: JobService;
   log: FastifyBaseLogger;
 }

@@ -6,6 +6,12 @@
 // default), formats it once, and loop-mounts it at `root` (noatime: reads must not change snapshots).
 // A later open finds the image's existing loop device, if any, and mounts it again. `close()` unmounts
 // and detaches what this open mounted.
+//
+// Snapshots received from another machine (transfer.ts) are `btrfs receive`d into a staging directory
+// under tmp/ and committed by the ordinary commit: a placeholder active snapshot is prepared, and the
+// read-only copy that commit takes of it is taken from the received subvolume instead (`receivedAt`).
+// So a received snapshot gets the same atomic placement and metadata as any other, and, being a
+// read-only snapshot of a read-only subvolume, keeps its received UUID (a writable copy would lose it).
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, open, readFile, readdir, rename, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +21,7 @@ import { execOrThrow } from '../util/exec.js';
 import { sleep } from '../util/sleep.js';
 import { changesFromSendCommands, parseSendStream } from './send-stream.js';
 import { openTreeStore, type TreeOps } from './tree-store.js';
-import type { SnapshotChange, SnapshotStore } from './types.js';
+import { snapshotKey, type BtrfsSnapshotStore, type SnapshotChange, type SnapshotName, type SnapshotStore } from './types.js';
 
 export interface BtrfsStoreOptions {
   /** Directory of the store. Used as is when on btrfs, else the image is mounted here. */
@@ -81,23 +87,27 @@ async function mountImage(root: string, imagePath: string, sizeBytes: number): P
   return { loopDevice };
 }
 
-export async function openBtrfsStore(options: BtrfsStoreOptions): Promise<SnapshotStore> {
+export async function openBtrfsStore(options: BtrfsStoreOptions): Promise<BtrfsSnapshotStore> {
   const root = resolve(options.root);
   await mkdir(root, { recursive: true });
   let mounted: Mounted | undefined;
   if (!(await isOnBtrfs(root))) {
     mounted = await mountImage(root, resolve(options.imagePath ?? `${root}.img`), options.imageSizeBytes ?? defaultImageSize);
   }
-  const ops = btrfsTreeOps(root, mounted);
+  const receivedAt: ReceivedAt = new Map();
+  const ops = btrfsTreeOps(root, mounted, receivedAt);
   try {
-    return await openTreeStore(root, ops);
+    return withReceiving(await openTreeStore(root, ops), receivedAt);
   } catch (error) {
     await ops.close().catch(() => {});
     throw error;
   }
 }
 
-function btrfsTreeOps(root: string, mounted: Mounted | undefined): TreeOps {
+/** Placeholder active snapshot path → the received subvolume that committing it really copies. */
+type ReceivedAt = Map<string, string>;
+
+function btrfsTreeOps(root: string, mounted: Mounted | undefined, receivedAt: ReceivedAt): TreeOps {
   let closed = false;
   return {
     diffNeedsReadOnly: true,
@@ -105,17 +115,13 @@ function btrfsTreeOps(root: string, mounted: Mounted | undefined): TreeOps {
       await btrfs(['subvolume', 'create', path]);
     },
     copy: async (source, target, { readOnly }) => {
-      await btrfs(['subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), source, target]);
+      const from = readOnly ? (receivedAt.get(source) ?? source) : source;
+      await btrfs(['subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), from, target]);
     },
-    // Deleted subvolumes give their space back later, in the background (btrfs's cleaner): wait for
-    // pending deletions, then commit, so the space shows as free.
-    reclaimSpace: async () => {
-      await btrfs(['subvolume', 'sync', root]);
-      await btrfs(['filesystem', 'sync', root]);
-    },
+    reclaimSpace: () => reclaimSpace(root),
     destroy: async (path) => {
       if (!(await isSubvolume(path))) {
-        await rm(path, { recursive: true, force: true });
+        await destroyDirectory(path);
         return;
       }
       try {
@@ -158,6 +164,85 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/**
+ * Waits until the space of deleted subvolumes is free again. btrfs's cleaner deletes them in the
+ * background, woken by a transaction commit: commit first (else the wait lasts until the next periodic
+ * commit, up to 30 s), wait for the cleaner, commit again so the freed space shows.
+ */
+async function reclaimSpace(root: string): Promise<void> {
+  await btrfs(['filesystem', 'sync', root]);
+  await btrfs(['subvolume', 'sync', root]);
+  await btrfs(['filesystem', 'sync', root]);
+}
+
+/**
+ * Deletes a plain directory (or file). A receive's staging directory holds a subvolume, read-only once
+ * received, which rm cannot delete: its subvolumes go first.
+ */
+async function destroyDirectory(path: string): Promise<void> {
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    const child = join(path, entry.name);
+    if (entry.isDirectory() && (await isSubvolume(child))) await btrfs(['subvolume', 'delete', child]);
+  }
+  await rm(path, { recursive: true, force: true });
+}
+
+function withReceiving(store: SnapshotStore, receivedAt: ReceivedAt): BtrfsSnapshotStore {
+  return Object.assign(store, {
+    makeStagingDir: async () => {
+      const dir = join(store.root, 'tmp', `receive-${randomBytes(8).toString('hex')}`);
+      await mkdir(dir);
+      return dir;
+    },
+    commitReceived: async (subvolume: string, name: SnapshotName, parent?: SnapshotName) => {
+      await assertReceived(subvolume);
+      const placeholder = snapshotKey(`receiving.${randomBytes(8).toString('hex')}`);
+      const { path } = await store.prepare(placeholder, parent);
+      receivedAt.set(path, subvolume);
+      try {
+        return await store.commit(placeholder, name);
+      } finally {
+        receivedAt.delete(path);
+        await store.remove(placeholder);
+      }
+    },
+    removeStagingDir: async (dir: string, options: { waitForSpace?: boolean } = {}) => {
+      await destroyDirectory(dir);
+      if (options.waitForSpace) await reclaimSpace(store.root);
+    },
+  });
+}
+
+/** Only a finished receive is committed: btrfs receive makes a subvolume read-only and sets its received UUID last. */
+async function assertReceived(subvolume: string): Promise<void> {
+  const facts = await subvolumeFacts(subvolume).catch((error: unknown) => {
+    throw new StrataError('STRATA_SNAPSHOT', `${subvolume} is not a btrfs subvolume`, { cause: error });
+  });
+  if (!facts.readOnly || facts.receivedUuid === undefined) {
+    throw new StrataError('STRATA_SNAPSHOT', `${subvolume} is not a finished receive (read-only: ${facts.readOnly}, received UUID: ${facts.receivedUuid ?? 'none'})`);
+  }
+}
+
+export interface SubvolumeFacts {
+  uuid: string;
+  /** Set by `btrfs receive`: the UUID the subvolume had on the sending side (a send stream names it by that). */
+  receivedUuid: string | undefined;
+  readOnly: boolean;
+}
+
+/** What `btrfs subvolume show` says about the subvolume at `path`. */
+export async function subvolumeFacts(path: string): Promise<SubvolumeFacts> {
+  const { stdout } = await execOrThrow('btrfs', ['subvolume', 'show', path], btrfsFailure);
+  const field = (label: string): string | undefined => {
+    const value = new RegExp(`^\\s*${label}:\\s*(.*)$`, 'm').exec(stdout)?.[1]?.trim();
+    return value === undefined || value === '-' ? undefined : value;
+  };
+  const uuid = field('UUID');
+  if (uuid === undefined) throw new StrataError('STRATA_SNAPSHOT', `btrfs subvolume show ${path} gave no UUID`);
+  return { uuid, receivedUuid: field('Received UUID'), readOnly: /\breadonly\b/.test(field('Flags') ?? '') };
 }
 
 async function destroyNestedSubvolumes(path: string): Promise<void> {

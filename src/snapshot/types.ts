@@ -76,6 +76,32 @@ export interface SnapshotStore {
   close(): Promise<void>;
 }
 
+/**
+ * A store whose committed snapshots are btrfs subvolumes (the btrfs store), so that they can travel
+ * between machines as `btrfs send` streams (transfer.ts). `btrfs receive` makes a read-only subvolume
+ * in a staging directory; `commitReceived` turns it into an ordinary committed snapshot.
+ */
+export interface BtrfsSnapshotStore extends SnapshotStore {
+  /**
+   * A new empty directory on the store's filesystem for `btrfs receive` to make its subvolume in. If
+   * the process dies before `removeStagingDir`, the next open of the store removes it.
+   */
+  makeStagingDir(): Promise<string>;
+  /**
+   * Makes committed snapshot `name` a read-only snapshot of `subvolume`, a finished receive in a
+   * staging directory (read-only, with a received UUID; anything else is refused). Atomic like
+   * `commit`. The copy keeps the received UUID, by which `btrfs receive` finds it as the parent of a
+   * later incremental stream. `parent` (a committed snapshot of this store) is recorded as in `commit`.
+   */
+  commitReceived(subvolume: string, name: SnapshotName, parent?: SnapshotName): Promise<SnapshotInfo>;
+  /**
+   * Deletes a staging directory and any subvolume in it (a finished receive, or one a failed receive
+   * left half made). btrfs frees a deleted subvolume's space later, in the background: `waitForSpace`
+   * returns only once it is free (after a receive that filled the store).
+   */
+  removeStagingDir(dir: string, options?: { waitForSpace?: boolean }): Promise<void>;
+}
+
 // A key or name becomes a directory name: one path segment, no dot-dot tricks, no hidden files, short
 // enough for any filesystem. ':' and '@' are allowed so ids can carry tags ('image.vm-debian-12.ab12').
 const idPattern = /^[A-Za-z0-9_][A-Za-z0-9_.:@+=-]{0,199}$/;

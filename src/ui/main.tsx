@@ -1,4 +1,4 @@
-// The web UI's entry: who is signed in (GET /api/me), then one of four pages by path.
+// The web UI's entry: who is signed in (GET /api/me), then one of its pages by path.
 import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { api, onUnauthorized, type User } from './api.js';
@@ -7,6 +7,7 @@ import { JobPage } from './pages/JobPage.js';
 import { LoginPage } from './pages/LoginPage.js';
 import { ReposPage } from './pages/ReposPage.js';
 import { RunsPage } from './pages/RunsPage.js';
+import { WorkersPage } from './pages/WorkersPage.js';
 import { navigate, useLocation } from './router.js';
 import './styles.css';
 
@@ -39,7 +40,7 @@ function App() {
     setUser(null);
   };
   const job = /^\/jobs\/([^/]+)/.exec(pathname);
-  const page = job?.[1] ? <JobPage key={job[1]} id={decodeURIComponent(job[1])} /> : pathname.startsWith('/repos') ? <ReposPage /> : <RunsPage />;
+  const page = job?.[1] ? <JobPage key={job[1]} id={decodeURIComponent(job[1])} /> : pathname.startsWith('/repos') ? <ReposPage /> : pathname.startsWith('/workers') ? <WorkersPage /> : <RunsPage />;
   return (
     <Layout user={user.name} pathname={pathname} onLogout={logout}>
       {page}

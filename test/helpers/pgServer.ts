@@ -7,12 +7,12 @@
 import { execFile } from 'node:child_process';
 import { chownSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { freeLocalPort } from '../../src/util/net.js';
 
 const run = promisify(execFile);
 export const PG_BIN = '/usr/lib/postgresql/15/bin';
@@ -30,17 +30,6 @@ export interface PgServer {
   destroy(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 async function asPostgres(command: string, args: string[]): Promise<void> {
   await run('runuser', ['-u', 'postgres', '--', join(PG_BIN, command), ...args], { cwd: '/' });
 }
@@ -54,7 +43,7 @@ async function ids(): Promise<{ uid: number; gid: number }> {
 export async function startPgServer(): Promise<PgServer> {
   const dir = await mkdtemp(join(tmpdir(), 'strata-pg-'));
   const data = join(dir, 'data');
-  const port = await freePort();
+  const port = await freeLocalPort();
   const url = (name = 'postgres'): string => `postgres://strata@127.0.0.1:${port}/${name}`;
   const start = (): Promise<void> =>
     asPostgres('pg_ctl', ['-D', data, '-w', '-t', '30', '-l', join(dir, 'log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);

@@ -18,6 +18,9 @@ import type { RepoStore } from '../../src/server/repos/types.js';
 import { createRemoteCache } from '../../src/source/remote.js';
 import { openDatabase, type StoreDatabase } from '../../src/store/database.js';
 import { removeStore } from '../helpers/store.js';
+import { createWorkerStore, type WorkerStore } from '../../src/server/workers/store.js';
+import { createCacheIndex } from '../../src/store/sql/cacheIndex.js';
+import { createRunLog } from '../../src/store/sql/runLog.js';
 
 export const USER = { name: 'alice', password: 'correct horse battery' };
 
@@ -27,13 +30,14 @@ export interface TestServer extends StrataServer {
   db: StoreDatabase;
   users: UserStore;
   repos: RepoStore;
+  workers: WorkerStore;
   /** A bearer token of USER. */
   token: string;
   /** fetch relative to the server, with USER's token unless `auth: false` (or other headers are given). */
   api(path: string, init?: RequestInit & { auth?: boolean; json?: unknown }): Promise<Response>;
 }
 
-export async function startTestServer(t: TestContext, options: { jobs?: JobService; uiDir?: string; heartbeatMs?: number } = {}): Promise<TestServer> {
+export async function startTestServer(t: TestContext, options: { jobs?: JobService; uiDir?: string; heartbeatMs?: number; stores?: boolean } = {}): Promise<TestServer> {
   const store = mkdtempSync(join(tmpdir(), 'strata-server-test-'));
   const db = await openDatabase(join(store, 'strata.db'));
   let server: StrataServer | undefined;
@@ -46,16 +50,20 @@ export async function startTestServer(t: TestContext, options: { jobs?: JobServi
   await users.add(USER.name, USER.password);
   const token = await users.createToken(USER.name);
   const repos = createRepoStore(db, loadOrCreateServerKey(store));
+  const workers = createWorkerStore(db);
   const config: ServerConfig = { storeRoot: store, host: '127.0.0.1', port: 0, publicUrl: 'http://strata.test', concurrency: 1, previewIdleMs: 60_000 };
   // Route tests touch only the engine's remote cache (manual triggers of non-local repos); the machine
   // parts are exercised by the root-only end-to-end test with the real composition.
-  const engine = { remotes: createRemoteCache(join(store, 'remotes')) } as unknown as EngineDeps;
+  // With `stores`: the cache index and run log over the server's database (the worker API serves them).
+  const stores = options.stores ? { cacheIndex: createCacheIndex(db), runLog: createRunLog(db) } : {};
+  const engine = { remotes: createRemoteCache(join(store, 'remotes')), ...stores } as unknown as EngineDeps;
   server = await createServer({
     config,
     db,
     engine,
     users,
     repos,
+    workers,
     jobs: options.jobs ?? new MemoryJobs(),
     logger: false,
     uiDir: options.uiDir ?? join(store, 'no-ui-here'),
@@ -69,7 +77,7 @@ export async function startTestServer(t: TestContext, options: { jobs?: JobServi
     if (json !== undefined) headers.set('content-type', 'application/json');
     return fetch(base + path, { ...rest, headers, ...(json !== undefined ? { body: JSON.stringify(json) } : {}) });
   };
-  return { ...server, base, store, db, users, repos, token, api };
+  return { ...server, base, store, db, users, repos, workers, token, api };
 }
 
 const summary = (id: string, job: NewJob, options: Partial<JobOptions> = {}): JobSummary => ({

@@ -19,7 +19,8 @@ test('serve options: --listen forms, public URL, status API pairs', () => {
   assert.equal(serverConfig({ publicUrl: 'https://ci.example.com/' }, {}).publicUrl, 'https://ci.example.com');
   assert.throws(() => serverConfig({ statusApi: 'https://api.github.com' }, {}), { code: 'STRATA_USAGE' });
   assert.deepEqual(serverConfig({ statusApi: 'https://api.github.com/' }, { STRATA_STATUS_TOKEN: 't' }).statusApi, { baseUrl: 'https://api.github.com', token: 't' });
-  assert.throws(() => serverConfig({ concurrency: '0' }, {}), { code: 'STRATA_USAGE' });
+  assert.throws(() => serverConfig({ concurrency: '-1' }, {}), { code: 'STRATA_USAGE' });
+  assert.equal(serverConfig({ concurrency: '0' }, {}).concurrency, 0, 'only workers run jobs');
 });
 
 test('the real composition: add a local repo, trigger it, the job reaches SUCCESS through the API', { timeout: 300_000 }, async (t) => {

@@ -11,20 +11,12 @@ import type { JobDetail, JobSummary } from '../../src/server/api/types.js';
 import { startStrata, stopAfterTest, type StrataProcess } from '../helpers/cli.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';
-import { freePort, startPgServer } from '../helpers/pgServer.js';
+import { startPgServer } from '../helpers/pgServer.js';
+import { freeLocalPort } from '../../src/util/net.js';
 import { temporaryStore } from '../helpers/store.js';
+import { until } from '../helpers/wait.js';
 
 const ENDED = new Set(['SUCCESS', 'FAILURE', 'ERROR', 'CANCELLED']);
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
 
 test('strata serve --database: all state in Postgres; a second job restores every step; survives a server and a Postgres restart', { timeout: 600_000 }, async (t) => {
   if (!requireRoot(t)) return;
@@ -34,7 +26,7 @@ test('strata serve --database: all state in Postgres; a second job restores ever
   const store = await temporaryStore(t);
   const database = await pg.createDatabase();
   const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nRUN echo built on postgres > /root/out\nRUN cat /root/out\n' });
-  const port = await freePort();
+  const port = await freeLocalPort();
   const base = `http://127.0.0.1:${port}`;
 
   const serve = (): StrataProcess =>
@@ -42,7 +34,8 @@ test('strata serve --database: all state in Postgres; a second job restores ever
   const ready = (server: StrataProcess) =>
     until('the server answers', 60_000, async () => {
       if (server.child.exitCode !== null) throw new Error(`strata serve exited: ${server.stderr()}`);
-      return (await fetch(`${base}/api/login`, { method: 'POST' })).status > 0 ? true : undefined;
+      // Connection refused until it listens.
+      return (await fetch(`${base}/api/login`, { method: 'POST' }).catch(() => undefined)) ? true : undefined;
     });
   let server = serve();
   await ready(server);
@@ -83,8 +76,8 @@ test('strata serve --database: all state in Postgres; a second job restores ever
   await pg.stop();
   await pg.start();
   const second = (await until('a trigger after the Postgres restart', 30_000, async () => {
-    const response = await fetch(`${base}/api/repos/pgapp/trigger`, { method: 'POST', body: '{}', headers });
-    return response.ok ? ((await response.json()) as { job: JobSummary }) : undefined;
+    const response = await fetch(`${base}/api/repos/pgapp/trigger`, { method: 'POST', body: '{}', headers }).catch(() => undefined);
+    return response?.ok ? ((await response.json()) as { job: JobSummary }) : undefined;
   })).job;
   const secondDone = await finished(second.id);
   assert.equal(secondDone.status, 'SUCCESS', secondDone.message ?? '');

@@ -1,13 +1,13 @@
-// The run log's conformance suite, run against SQLite and Postgres alike (databases.ts).
+// The run log's conformance suite, run against every implementation (backends.ts): over SQLite, over
+// Postgres, and through a server's worker API.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRunLog } from '../../src/store/runs.js';
-import { eachDatabase } from './databases.js';
+import { eachStoreBackend } from './backends.js';
 
-eachDatabase((fresh) => {
+eachStoreBackend((fresh) => {
   test('records runners and steps with reasons and returns the last run', async (t) => {
     const database = await fresh(t);
-    const log = createRunLog(await database.open());
+    const log = (await database.open()).runLog;
     await log.createRun({ id: 'r1', repo: '/r', commit: 'c1', tree: 't1', branch: 'main', startedAt: 1 });
     await log.createRun({ id: 'r2', repo: '/r', commit: null, tree: 't2', branch: 'main', startedAt: 2 });
     await log.setRunner('r2', { runner: 'main-layerfile', layerfile: 'Layerfile', status: 'running', plan: 'restore after step 2' });
@@ -18,7 +18,7 @@ eachDatabase((fresh) => {
     await log.setRunner('r2', { runner: 'main-layerfile', layerfile: 'Layerfile', status: 'success' });
     await log.finishRun('r2', 'success', 3);
 
-    const last = await createRunLog(await database.open()).lastRun('/r');
+    const last = await (await database.open()).runLog.lastRun('/r');
     assert.equal(last?.id, 'r2');
     assert.deepEqual([last?.status, last?.commit, last?.tree, last?.branch, last?.startedAt, last?.finishedAt], ['success', null, 't2', 'main', 2, 3]);
     assert.deepEqual(last?.runners.map((r) => r.runner), ['main-layerfile', 'b-layerfile'], 'runners in the order they were added');
@@ -34,7 +34,7 @@ eachDatabase((fresh) => {
   });
 
   test('runs started in the same millisecond: the last one started is the last run', async (t) => {
-    const log = createRunLog(await (await fresh(t)).open());
+    const log = (await (await fresh(t)).open()).runLog;
     for (const id of ['a', 'b', 'c']) await log.createRun({ id, repo: '/r', commit: null, tree: 't', branch: '', startedAt: 7 });
     assert.equal((await log.lastRun('/r'))?.id, 'c');
   });

@@ -1,11 +1,10 @@
 // strata-split timings in the database: reported timings (newest wins), immutable frozen sets named by
-// digest, and their pruning once no chain step names them; the database part runs against SQLite and
-// Postgres alike (databases.ts).
+// digest, and their pruning once no chain step names them; the stored part runs against every
+// implementation (backends.ts: SQLite, Postgres, through a server's worker API).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createCacheIndex } from '../../src/store/cacheIndex.js';
 import { parseTimingsReport } from '../../src/store/splitTimings.js';
-import { eachDatabase } from './databases.js';
+import { eachStoreBackend } from './backends.js';
 
 test('a timings report: `path seconds` lines, paths with spaces, ./ stripped, junk ignored', () => {
   const text = 'tests/a.sh 1.5\n./tests/b c.sh\t2\n\nno-time\ntests/neg.sh -1\ntests/nan.sh 1e3\n  tests/d.sh 0.25  \r\n';
@@ -16,9 +15,9 @@ test('a timings report: `path seconds` lines, paths with spaces, ./ stripped, ju
   ]);
 });
 
-eachDatabase((fresh) => {
+eachStoreBackend((fresh) => {
   test('timings: newest wins per path; freezing gives one immutable set per content; sets survive while a chain names them', async (t) => {
-    const index = createCacheIndex(await (await fresh(t)).open());
+    const index = (await (await fresh(t)).open()).cacheIndex;
     const timings = index.splitTimings;
     assert.equal(await timings.freeze('/r', 'Layerfile', 1), null, 'nothing reported: no set');
 
@@ -48,7 +47,7 @@ eachDatabase((fresh) => {
   });
 
   test('timings: a large report is stored whole; timings not reported for 90 days are forgotten', async (t) => {
-    const timings = createCacheIndex(await (await fresh(t)).open()).splitTimings;
+    const timings = (await (await fresh(t)).open()).cacheIndex.splitTimings;
     const day = 24 * 3600 * 1000;
     await timings.record('/r', 'Layerfile', [{ path: 'old.sh', seconds: 4 }], 0);
     const many = Array.from({ length: 1234 }, (_, i) => ({ path: `tests/t${String(i).padStart(4, '0')}.sh`, seconds: i / 1000 }));

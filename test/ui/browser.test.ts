@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -21,6 +20,7 @@ import { requireRoot } from '../helpers/env.js';
 import { PERL_HTTP_SERVER } from '../helpers/httpServer.js';
 import { temporaryStore } from '../helpers/store.js';
 import { exec } from '../../src/util/exec.js';
+import { freeLocalPort } from '../../src/util/net.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const keepScreenshots = process.env.STRATA_SCREENSHOTS === '1';
@@ -42,15 +42,6 @@ const rootLayerfile = [
 ].join('\n');
 
 const failingLayerfile = ['FROM vm/debian:12', 'RUN echo "left for the debugger" > /root/evidence.txt', 'RUN echo "about to fail" && exit 3', ''].join('\n');
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  assert.ok(address && typeof address === 'object');
-  return address.port;
-}
 
 /** A full-page screenshot from the top (the sticky top bar would otherwise sit mid-page). */
 async function screenshot(page: Page, name: string): Promise<void> {
@@ -90,7 +81,7 @@ test('the web UI against the real server: runs, live log, button, preview, debug
   cleanups.push(() => rm(uiDir, { recursive: true, force: true }));
   await build({ configFile: join(root, 'src/ui/vite.config.ts'), logLevel: 'warn', build: { outDir: uiDir, emptyOutDir: true, sourcemap: false } });
 
-  const port = await freePort();
+  const port = await freeLocalPort();
   const publicUrl = `http://127.0.0.1:${port}`;
   const server: RunningServer = await startServer({
     config: { storeRoot: store, host: '127.0.0.1', port, publicUrl, concurrency: 2, previewIdleMs: 60_000 },
@@ -277,6 +268,27 @@ done
     const answer = (await (await page.request.get(`/api/jobs/${id}`)).json()) as { job: { trigger: string; options: { noCache: boolean; noCacheDirs: boolean }; title: string } };
     assert.deepEqual([answer.job.trigger, answer.job.options, answer.job.title], ['retry', { noCache: false, noCacheDirs: true }, 'add a failing check']);
     assert.equal(await waitForJobEnd(page, 180_000), 'FAILURE', 'the same commit fails the same way');
+  });
+
+  await t.test('the workers page shows each worker: busy with its job, idle, offline, revoked, never seen', async () => {
+    const { workers } = server.ctx;
+    for (const name of ['busy-1', 'idle-1', 'gone-1', 'revoked-1', 'new-1']) await workers.add(name);
+    const jobId = new URL(firstJobUrl).pathname.split('/').pop() ?? '';
+    await workers.seen('busy-1', { host: 'ci-host-a', running: [jobId] }, Date.now());
+    await workers.seen('idle-1', { host: 'ci-host-b', running: [] }, Date.now());
+    await workers.seen('gone-1', { host: 'ci-host-c', running: [] }, Date.now() - 5 * 60_000);
+    await workers.revoke('revoked-1');
+    await page.getByRole('link', { name: 'Workers' }).click();
+    await page.waitForURL(/\/workers$/);
+    const table = page.getByTestId('workers');
+    const stateOf = (name: string) => table.locator(`tr[data-worker="${name}"]`).getByTestId('worker-state').innerText();
+    await table.locator('tr[data-worker="busy-1"]').waitFor();
+    assert.deepEqual(
+      await Promise.all(['busy-1', 'idle-1', 'gone-1', 'revoked-1', 'new-1'].map(stateOf)),
+      ['busy', 'idle', 'offline', 'revoked', 'never seen'],
+    );
+    await table.locator('tr[data-worker="busy-1"]').getByRole('link', { name: jobId }).click();
+    await page.waitForURL((url) => url.pathname === `/jobs/${jobId}`);
   });
 
   await t.test('logging out returns to the login page', async () => {

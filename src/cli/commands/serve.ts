@@ -31,7 +31,9 @@ export function parseListen(listen: string): { host: string; port: number } {
 export function serverConfig(options: ServeOptions, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const { host, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
   const concurrency = Number(options.concurrency ?? 1);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new StrataError('STRATA_USAGE', `--concurrency ${options.concurrency}: expected a whole number ≥ 1`);
+  if (!Number.isInteger(concurrency) || concurrency < 0) {
+    throw new StrataError('STRATA_USAGE', `--concurrency ${options.concurrency}: expected a whole number ≥ 0`, { hint: '0: the server runs no job itself, only `strata worker`s do' });
+  }
   const statusToken = options.statusToken ?? env.STRATA_STATUS_TOKEN;
   if (options.statusApi !== undefined && statusToken === undefined) throw new StrataError('STRATA_USAGE', '--status-api needs --status-token (or $STRATA_STATUS_TOKEN)');
   if (options.statusApi === undefined && options.statusToken !== undefined) throw new StrataError('STRATA_USAGE', '--status-token needs --status-api');

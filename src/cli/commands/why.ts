@@ -39,7 +39,7 @@ function reasonText(status: string, message: string): string {
 
 export async function whyCommand(dir: string, options: { step?: string; store?: string; json?: boolean }): Promise<number> {
   const { openDatabase } = await import('../../store/database.js');
-  const { createRunLog } = await import('../../store/runs.js');
+  const { createRunLog } = await import('../../store/sql/runLog.js');
   const { repoRoot } = await import('../../source/git.js');
   const { storePaths } = await import('../../compose/engine.js');
   const repo = await repoRoot(dir);

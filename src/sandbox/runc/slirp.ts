@@ -9,10 +9,11 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import type { Readable } from 'node:stream';
 import { StrataError } from '../../errors.js';
 import { exec } from '../../util/exec.js';
+import { freeLocalPort } from '../../util/net.js';
 
 /** slirp4netns's fixed addresses in its default 10.0.2.0/24 network. */
 export const slirpDns = '10.0.2.3';
@@ -148,18 +149,6 @@ function slirpApi(apiSocket: string, request: object): Promise<{ return?: unknow
   });
 }
 
-/** A port nobody listens on right now on 127.0.0.1 (the kernel's pick). */
-function freeHostPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 /**
  * slirp4netns 1.2 refuses host_port 0, so strata picks a free port and asks for it; another process
  * may take it in between, hence the retries.
@@ -167,7 +156,7 @@ function freeHostPort(): Promise<number> {
 async function forwardFreePort(apiSocket: string, guestPort: number): Promise<number> {
   let lastError = '';
   for (let attempt = 0; attempt < 5; attempt++) {
-    const hostPort = await freeHostPort();
+    const hostPort = await freeLocalPort();
     const answer = await slirpApi(apiSocket, { execute: 'add_hostfwd', arguments: { proto: 'tcp', host_addr: '127.0.0.1', host_port: hostPort, guest_port: guestPort } });
     if (answer.error === undefined) return hostPort;
     lastError = answer.error.desc ?? JSON.stringify(answer.error);

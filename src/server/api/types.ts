@@ -41,6 +41,18 @@ export interface JobSummary {
   /** The engine's run id once the run started. */
   runId: string | null;
   options: JobOptions;
+  /** The `strata worker` that runs (or ran) the job; absent when the server ran it itself. */
+  worker?: string;
+}
+
+/** A `strata worker` as GET /api/workers shows it. */
+export interface WorkerSummary {
+  name: string;
+  createdAt: number;
+  revokedAt: number | null;
+  lastSeenAt: number | null;
+  /** What the worker reported at its last heartbeat: `host`, `running` (the ids of its jobs). */
+  info: Record<string, unknown>;
 }
 
 export interface StepDetail {

@@ -1,14 +1,10 @@
-// The durable job queue: rows of the `jobs` table, in the server's database (SQLite or Postgres). A
-// worker claims the oldest NEW job with one UPDATE ... RETURNING that also sets a lease (on Postgres
-// claims take turns under an advisory lock, so servers sharing the database never pass the concurrency
-// limit together); while the job runs the worker renews the lease. A RUNNING job whose lease expired
-// was left by a worker that died: it is re-queued once, and set to ERROR if that happens again, so no
-// job stays RUNNING forever. Every operation is one statement (see src/store/database.ts on
-// transactions), but a claim on Postgres.
+// The durable job queue's port: rows of the `jobs` table in the server's database (SQLite or Postgres;
+// implemented in sqlQueue.ts). A worker claims the oldest NEW job with a lease and renews it while the
+// job runs. A RUNNING job whose lease expired was left by a worker that died: it is re-queued once, and
+// set to ERROR if that happens again, so no job stays RUNNING forever.
 import { randomBytes } from 'node:crypto';
-import { sql, type Kysely, type Selectable, type Updateable } from 'kysely';
-import type { StoreDatabase } from '../../store/database.js';
-import type { JobsTable, StoreSchema } from '../../store/sql/schema.js';
+import type { Selectable } from 'kysely';
+import type { JobsTable } from '../../store/sql/schema.js';
 import type { DurationPoint, JobOptions, JobStatus, JobSummary, JobTrigger } from '../api/types.js';
 import type { JobFilter, NewJob } from './types.js';
 
@@ -16,7 +12,8 @@ import type { JobFilter, NewJob } from './types.js';
 export const MAX_ATTEMPTS = 2;
 export const STOPPED_TWICE_MESSAGE = 'the server stopped while this job ran (twice)';
 
-type JobRow = Selectable<JobsTable>;
+/** A row of the jobs table. */
+export type JobRow = Selectable<JobsTable>;
 
 /** A job as the queue knows it: the API summary plus the queue's own columns. */
 export interface QueuedJob extends JobSummary {
@@ -40,8 +37,11 @@ export interface JobProgress {
 export interface JobQueue {
   insert(job: NewJob, now: number): Promise<QueuedJob>;
   get(id: string): Promise<QueuedJob | undefined>;
-  /** Takes the oldest NEW job if fewer than `concurrency` jobs are RUNNING; undefined otherwise. */
-  claim(now: number, leaseMs: number, concurrency: number): Promise<QueuedJob | undefined>;
+  /**
+   * Takes the oldest NEW job if fewer than `concurrency` jobs are RUNNING; undefined otherwise. `worker`:
+   * the `strata worker` taking it (null: this server itself).
+   */
+  claim(now: number, leaseMs: number, concurrency: number, worker?: string | null): Promise<QueuedJob | undefined>;
   /** Extends a RUNNING job's lease; false when the job is no longer RUNNING. */
   renewLease(id: string, leaseUntil: number): Promise<boolean>;
   update(id: string, progress: JobProgress): Promise<void>;
@@ -62,7 +62,7 @@ export function newJobId(now: number): string {
   return `job-${stamp}-${randomBytes(3).toString('hex')}`;
 }
 
-function toJob(row: JobRow): QueuedJob {
+export function toJob(row: JobRow): QueuedJob {
   const options: JobOptions = { noCache: row.no_cache === 1, noCacheDirs: row.no_cache_dirs === 1 };
   return {
     id: row.id,
@@ -74,6 +74,7 @@ function toJob(row: JobRow): QueuedJob {
     trigger: row.trigger as JobTrigger,
     // Left out, not null, when there is none: JobSummary declares the field optional.
     ...(row.pull_request_url !== null ? { pullRequestUrl: row.pull_request_url } : {}),
+    ...(row.worker !== null ? { worker: row.worker } : {}),
     status: row.status as JobStatus,
     createdAt: row.created_at,
     startedAt: row.started_at,
@@ -93,176 +94,4 @@ function toJob(row: JobRow): QueuedJob {
 export function toSummary(job: QueuedJob): JobSummary {
   const { message: _message, attempts: _attempts, leaseUntil: _leaseUntil, ...summary } = job;
   return summary;
-}
-
-/** A LIKE pattern matching `text` anywhere, literally (its %, _ and \\ escaped with \\). */
-function containsPattern(text: string): string {
-  return `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-}
-
-/** The columns a JobProgress sets (undefined fields are left alone). */
-function progressColumns(progress: JobProgress): Updateable<JobsTable> {
-  const set: Updateable<JobsTable> = {};
-  if (progress.title !== undefined) set.title = progress.title;
-  if (progress.author !== undefined) set.author = progress.author;
-  if (progress.runId !== undefined) set.run_id = progress.runId;
-  if (progress.stepsRan !== undefined) set.steps_ran = progress.stepsRan;
-  if (progress.stepsCached !== undefined) set.steps_cached = progress.stepsCached;
-  if (progress.message !== undefined) set.message = progress.message;
-  return set;
-}
-
-/** The Postgres advisory lock claims take turns under (an arbitrary constant). */
-const CLAIM_LOCK = 0x7374726171;
-
-export function createJobQueue(database: StoreDatabase): JobQueue {
-  const db = database.sql;
-  const get = async (id: string): Promise<QueuedJob | undefined> => {
-    const row = await db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
-    return row ? toJob(row) : undefined;
-  };
-  const must = async (id: string): Promise<QueuedJob> => {
-    const job = await get(id);
-    if (!job) throw new Error(`job ${id} vanished from the queue`);
-    return job;
-  };
-  const elapsed = (now: number) => sql<number | null>`CASE WHEN started_at IS NULL THEN NULL ELSE ${now} - started_at END`;
-
-  return {
-    async insert(job, now) {
-      const id = newJobId(now);
-      return db
-        .insertInto('jobs')
-        .values({
-          id,
-          repo: job.repo,
-          branch: job.branch,
-          commit_id: job.commit,
-          title: job.title,
-          author: job.author,
-          trigger: job.trigger,
-          pull_request_url: job.pullRequestUrl ?? null,
-          status: 'NEW',
-          no_cache: job.options?.noCache ? 1 : 0,
-          no_cache_dirs: job.options?.noCacheDirs ? 1 : 0,
-          created_at: now,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow()
-        .then(toJob);
-    },
-    get,
-    async claim(now, leaseMs, concurrency) {
-      // One statement: choosing and taking the job cannot interleave with another claim on SQLite (one
-      // writer). On Postgres two servers' statements could each count the RUNNING jobs before the other
-      // commits and together pass the limit: there claims take turns under a transaction-scoped lock.
-      const claimOldest = (trx: Kysely<StoreSchema>) => {
-        const oldest = trx.selectFrom('jobs').select('id').where('status', '=', 'NEW').orderBy('created_at').orderBy('rowid').limit(1);
-        const running = trx.selectFrom('jobs').select((eb) => eb.fn.countAll().as('n')).where('status', '=', 'RUNNING');
-        return trx
-          .updateTable('jobs')
-          .set((eb) => ({ status: 'RUNNING', started_at: now, finished_at: null, duration_ms: null, lease_until: now + leaseMs, attempts: eb('attempts', '+', 1) }))
-          .where('id', '=', oldest)
-          .where(running, '<', concurrency)
-          .returningAll()
-          .executeTakeFirst();
-      };
-      const row =
-        database.kind === 'postgres'
-          ? await db.transaction().execute(async (trx) => {
-              await sql`SELECT pg_advisory_xact_lock(${CLAIM_LOCK})`.execute(trx);
-              return claimOldest(trx);
-            })
-          : await claimOldest(db);
-      return row ? toJob(row) : undefined;
-    },
-    async renewLease(id, leaseUntil) {
-      const result = await db.updateTable('jobs').set({ lease_until: leaseUntil }).where('id', '=', id).where('status', '=', 'RUNNING').executeTakeFirst();
-      return Number(result.numUpdatedRows) === 1;
-    },
-    async update(id, progress) {
-      const set = progressColumns(progress);
-      if (Object.keys(set).length === 0) return;
-      await db.updateTable('jobs').set(set).where('id', '=', id).execute();
-    },
-    async finish(id, status, now, progress = {}) {
-      await db
-        .updateTable('jobs')
-        .set({ ...progressColumns(progress), status, finished_at: now, lease_until: null, duration_ms: elapsed(now) })
-        .where('id', '=', id)
-        .execute();
-      return must(id);
-    },
-    async cancelIfNew(id, now) {
-      const result = await db.updateTable('jobs').set({ status: 'CANCELLED', finished_at: now }).where('id', '=', id).where('status', '=', 'NEW').executeTakeFirst();
-      return Number(result.numUpdatedRows) === 1;
-    },
-    async requeue(id) {
-      await db
-        .updateTable('jobs')
-        .set({ status: 'NEW', lease_until: null, started_at: null, attempts: sql<number>`CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END` })
-        .where('id', '=', id)
-        .where('status', '=', 'RUNNING')
-        .execute();
-    },
-    async recoverExpired(now) {
-      // Two statements, each safe alone: those re-queued MAX_ATTEMPTS times end in ERROR, the rest
-      // go back to NEW (a claim counts the attempt).
-      const errored = await db
-        .updateTable('jobs')
-        .set({ status: 'ERROR', lease_until: null, finished_at: now, message: STOPPED_TWICE_MESSAGE, duration_ms: elapsed(now) })
-        .where('status', '=', 'RUNNING')
-        .where('lease_until', '<', now)
-        .where('attempts', '>=', MAX_ATTEMPTS)
-        .returning(['id', 'created_at'])
-        .execute();
-      const requeued = await db
-        .updateTable('jobs')
-        .set({ status: 'NEW', lease_until: null, started_at: null })
-        .where('status', '=', 'RUNNING')
-        .where('lease_until', '<', now)
-        .returning(['id', 'created_at'])
-        .execute();
-      return [
-        ...errored.map((row) => ({ row, outcome: 'errored' as const })),
-        ...requeued.map((row) => ({ row, outcome: 'requeued' as const })),
-      ]
-        .sort((a, b) => a.row.created_at - b.row.created_at)
-        .map(({ row, outcome }) => ({ id: row.id, outcome }));
-    },
-    async list(filter) {
-      let query = db.selectFrom('jobs').selectAll();
-      if (filter.repo !== undefined) query = query.where('repo', '=', filter.repo);
-      if (filter.status !== undefined) query = query.where('status', '=', filter.status);
-      if (filter.q !== undefined && filter.q !== '') {
-        // The text matched as it is (no wildcards of its own); a commit prefix only when it could be one.
-        const pattern = containsPattern(filter.q);
-        const q = filter.q;
-        query = query.where((eb) =>
-          eb.or([
-            ...(['branch', 'title', 'author'] as const).map((column) => eb(sql`lower(${sql.ref(column)})`, 'like', sql<string>`${pattern} ESCAPE '\\'`)),
-            ...(/^[0-9a-f]+$/i.test(q) ? [eb('commit_id', 'like', `${q.toLowerCase()}%`)] : []),
-          ]),
-        );
-      }
-      if (filter.before !== undefined) query = query.where('rowid', '<', db.selectFrom('jobs').select('rowid').where('id', '=', filter.before));
-      const limit = Math.min(Math.max(filter.limit ?? 50, 1), 500);
-      return (await query.orderBy('rowid', 'desc').limit(limit).execute()).map(toJob);
-    },
-    async durations(filter) {
-      const limit = Math.min(Math.max(filter.limit ?? 100, 1), 1000);
-      let query = db.selectFrom('jobs').selectAll().where('duration_ms', 'is not', null).where('status', 'in', ['SUCCESS', 'FAILURE']);
-      if (filter.repo !== undefined) query = query.where('repo', '=', filter.repo);
-      const rows = await query.orderBy('rowid', 'desc').limit(limit).execute();
-      return rows.reverse().map((row) => ({
-        jobId: row.id,
-        commit: row.commit_id,
-        title: row.title,
-        durationMs: row.duration_ms as number,
-        stepsRan: row.steps_ran,
-        stepsCached: row.steps_cached,
-        status: row.status as JobStatus,
-      }));
-    },
-  };
 }

@@ -11,10 +11,12 @@ import type { RepoStore } from '../repos/types.js';
 import { createStatusPoster, type StatusPoster } from '../statuses/poster.js';
 import { Checkouts } from './checkout.js';
 import { JobEventLog } from './eventLog.js';
-import { createJobQueue, STOPPED_TWICE_MESSAGE, toSummary, type QueuedJob } from './queue.js';
+import { STOPPED_TWICE_MESSAGE, toSummary, type QueuedJob } from './queue.js';
+import { createJobQueue } from './sqlQueue.js';
 import { createRunnerTable } from './runnerTable.js';
 import type { JobService, JobsLog } from './types.js';
 import { postStatus, startJob, type ActiveJob, type WorkerDeps } from './worker.js';
+import { createWorkerJobs, RemoteJob } from './remote.js';
 
 export interface JobServiceDeps {
   config: ServerConfig;
@@ -77,8 +79,16 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
 
   const recover = async () => {
     for (const { id, outcome } of await queue.recoverExpired(now())) {
+      // A worker's job whose lease ran out: the worker is gone (or cut off); forget its recorder.
+      const remote = active.get(id);
+      if (remote instanceof RemoteJob) {
+        remote.close();
+        active.delete(id);
+        await remote.recorder.flush();
+      }
       if (outcome === 'requeued') {
-        appendOutsideRun(id, { type: 'note', message: 'the server stopped while this job ran: it was queued again', timeMs: now() });
+        const who = remote instanceof RemoteJob ? `worker ${remote.worker} stopped answering` : 'the server stopped';
+        appendOutsideRun(id, { type: 'note', message: `${who} while this job ran: it was queued again`, timeMs: now() });
         continue;
       }
       await runners.endOpen(id, 'ERROR', STOPPED_TWICE_MESSAGE);
@@ -110,9 +120,10 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
     if (!running) return;
     try {
       await recover();
-      while (running) {
+      // --concurrency 0: jobs run only on `strata worker`s.
+      while (running && deps.config.concurrency > 0) {
         const started = await inTurn(async () => {
-          const claimed = await queue.claim(now(), leaseMs, Math.max(1, deps.config.concurrency));
+          const claimed = await queue.claim(now(), leaseMs, deps.config.concurrency);
           if (!claimed) return undefined;
           if (!running) {
             // stop() came while the claim was on its way: the job waits for the next start.
@@ -137,8 +148,10 @@ export function createJobService(deps: JobServiceDeps): JobService & { readonly 
     }
   };
 
+  const workerJobs = createWorkerJobs({ worker, active, inTurn, leaseMs });
   const service: JobService & { readonly statuses: StatusPoster | undefined } = {
     statuses,
+    workerJobs,
     async enqueue(newJob) {
       const job = await inTurn(async () => {
         const queued = toSummary(await queue.insert(newJob, now()));

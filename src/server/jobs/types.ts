@@ -1,6 +1,7 @@
 // The job service: the seam between the HTTP routes and the durable queue + worker behind it.
 import type { DurationPoint, JobDetail, JobEvent, JobOptions, JobStatus, JobSummary } from '../api/types.js';
 import type { FastifyBaseLogger } from 'fastify';
+import type { WorkerJobs } from './remote.js';
 
 /** What a trigger enqueues: a job's identity as JobSummary shows it (`commit` a full id: triggers resolve branches first). */
 export interface NewJob extends Pick<JobSummary, 'repo' | 'branch' | 'commit' | 'title' | 'author' | 'trigger' | 'pullRequestUrl'> {
@@ -38,6 +39,8 @@ export interface JobService {
   start(): void;
   /** Stops taking jobs; running ones are aborted and put back to NEW (re-run at the next start). */
   stop(): Promise<void>;
+  /** Jobs run by `strata worker`s (the worker API); absent where the service has none. */
+  readonly workerJobs?: WorkerJobs | undefined;
 }
 
 /** The part of the server's logger (ctx.log) the jobs, triggers and statuses use. */

@@ -102,6 +102,34 @@ export function jobFacts(job: JobSummary, repo: Pick<Repo, 'url'>): JobFacts {
   return { jobId: job.id, branch: job.branch, pullRequestUrl: job.pullRequestUrl, remoteUrl: repo.url };
 }
 
+/** A failure as one line for the job's message (a StrataError's hint included). */
+export function errorMessage(error: unknown): string {
+  return isStrataError(error) ? `${error.message}${error.hint ? ` (hint: ${error.hint})` : ''}` : error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Ends a job that ran (here or on a `strata worker`): the runner rows it left open, its row with the
+ * final status, the `end` event, the commit status. The recorder's writes are flushed first.
+ */
+export async function endJob(
+  deps: WorkerDeps,
+  recorder: JobRecorder,
+  outcome: { status: JobStatus; message: string | null; stepsRan?: number | undefined; stepsCached?: number | undefined },
+): Promise<void> {
+  const { status, message } = outcome;
+  const jobId = recorder.job.id;
+  await recorder.flush();
+  await deps.runners.endOpen(jobId, status === 'CANCELLED' ? 'CANCELLED' : 'ERROR', status === 'CANCELLED' ? 'cancelled' : 'the job ended before this runner');
+  const ended = await deps.queue.finish(jobId, status as Exclude<JobStatus, 'NEW' | 'RUNNING' | 'WAITING_PARENTS'>, deps.now(), {
+    stepsRan: outcome.stepsRan ?? recorder.totals().stepsRan,
+    stepsCached: outcome.stepsCached ?? recorder.totals().stepsCached,
+    message,
+  });
+  recorder.emit({ type: 'end', job: toSummary(ended) }, true);
+  deps.events.close(jobId);
+  postStatus(deps, ended, status, undefined, message ?? undefined);
+}
+
 export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
   const controller = new AbortController();
   let abortReason: 'cancel' | 'stop' | null = null;
@@ -157,7 +185,7 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
       if (status === 'SUCCESS') recorder.listPreviews(result);
     } catch (error) {
       status = controller.signal.aborted ? 'CANCELLED' : 'ERROR';
-      message = isStrataError(error) ? `${error.message}${error.hint ? ` (hint: ${error.hint})` : ''}` : error instanceof Error ? error.message : String(error);
+      message = errorMessage(error);
       recorder.note(message);
       if (!isStrataError(error)) deps.log.error(error instanceof Error ? error : new Error(message), `job ${claimed.id} failed`);
     } finally {
@@ -173,15 +201,7 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
       deps.events.close(claimed.id);
       return;
     }
-    await deps.runners.endOpen(claimed.id, status === 'CANCELLED' ? 'CANCELLED' : 'ERROR', status === 'CANCELLED' ? 'cancelled' : 'the job ended before this runner');
-    const ended = await deps.queue.finish(claimed.id, status as Exclude<JobStatus, 'NEW' | 'RUNNING' | 'WAITING_PARENTS'>, deps.now(), {
-      stepsRan: result?.stepsRan ?? recorder.totals().stepsRan,
-      stepsCached: result?.stepsCached ?? recorder.totals().stepsCached,
-      message,
-    });
-    recorder.emit({ type: 'end', job: toSummary(ended) }, true);
-    deps.events.close(claimed.id);
-    postStatus(deps, ended, status, undefined, message ?? undefined);
+    await endJob(deps, recorder, { status, message, stepsRan: result?.stepsRan, stepsCached: result?.stepsCached });
   };
 
   return {
@@ -215,7 +235,7 @@ function leaseMsOf(job: QueuedJob): number {
 }
 
 /** Engine events → JobEvents (log + subscribers) and runner rows. */
-class JobRecorder implements Reporter {
+export class JobRecorder implements Reporter {
   private readonly runners = new Map<string, { position: number; detail: RunnerDetail; startedAt: number | null; view: RunnerView }>();
   /** The database writes the (synchronous) engine events asked for, in their order. */
   private writes: Promise<void> = Promise.resolve();
@@ -225,7 +245,7 @@ class JobRecorder implements Reporter {
 
   constructor(
     private readonly deps: WorkerDeps,
-    private readonly job: JobSummary,
+    readonly job: JobSummary,
   ) {
     this.jobId = job.id;
   }

@@ -216,5 +216,21 @@ export function storeMigrations(kind: SqlKind): Record<string, Migration> {
         if (kind === 'sqlite') await sql.raw(`PRAGMA user_version = ${LEGACY_FINAL_VERSION}`).execute(db);
       },
     },
+    // strata worker: the hosts that lease jobs from the server, by name, with a revocable token (its
+    // sha256); and which worker runs each job.
+    '2026-12-04-002-workers': {
+      async up(db) {
+        await db.schema
+          .createTable('workers')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('created_at', 'bigint', notNull)
+          .addColumn('revoked_at', 'bigint')
+          .addColumn('last_seen_at', 'bigint')
+          .addColumn('info', 'text', (c) => c.notNull().defaultTo('{}'))
+          .execute();
+        await db.schema.alterTable('jobs').addColumn('worker', 'text').execute();
+      },
+    },
   };
 }

@@ -145,6 +145,18 @@ export interface JobsTable {
   attempts: Generated<number>;
   lease_until: number | null;
   pull_request_url: string | null;
+  /** The `strata worker` running (or that ran) the job; null: the server itself, or not claimed yet. */
+  worker: string | null;
+}
+
+export interface WorkersTable {
+  name: string;
+  token_hash: string;
+  created_at: number;
+  revoked_at: number | null;
+  last_seen_at: number | null;
+  /** JSON: what the worker said of itself at its last heartbeat (host, version, running jobs). */
+  info: string;
 }
 
 export interface JobRunnersTable {
@@ -176,6 +188,7 @@ export interface StoreSchema {
   job_runners: JobRunnersTable;
   webhook_deliveries: WebhookDeliveriesTable;
   poll_heads: PollHeadsTable;
+  workers: WorkersTable;
   runs: RunsTable;
   run_runners: RunRunnersTable;
   run_steps: RunStepsTable;

@@ -2,7 +2,7 @@ import type { ReactNode } from 'react';
 import { Link } from '../router.js';
 
 export function Layout({ user, pathname, onLogout, children }: { user: string; pathname: string; onLogout: () => void; children: ReactNode }) {
-  const section = pathname.startsWith('/repos') ? 'repos' : 'runs';
+  const section = pathname.startsWith('/repos') ? 'repos' : pathname.startsWith('/workers') ? 'workers' : 'runs';
   return (
     <div className="shell">
       <header className="topbar">
@@ -20,6 +20,9 @@ export function Layout({ user, pathname, onLogout, children }: { user: string; p
           </Link>
           <Link href="/repos" className={section === 'repos' ? 'active' : ''}>
             Repositories
+          </Link>
+          <Link href="/workers" className={section === 'workers' ? 'active' : ''}>
+            Workers
           </Link>
         </nav>
         <div className="topbar-right">

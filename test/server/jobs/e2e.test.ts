@@ -27,6 +27,7 @@ import { requireRoot } from '../../helpers/env.js';
 import { removeStore } from '../../helpers/store.js';
 import { storeTag } from '../../reliability/harness.js';
 import { exec } from '../../../src/util/exec.js';
+import { createWorkerStore } from '../../../src/server/workers/store.js';
 
 const quietLog = { info: () => {}, warn: () => {}, error: () => {} };
 const WEBHOOK_SECRET = 'push-test-secret';
@@ -291,7 +292,7 @@ test('jobs end to end on real machines: success, cache, failure, button, cancel,
 
   await t.test('a real git push to a bare repo whose hook calls the webhook makes a job that succeeds', async () => {
     app = Fastify({ logger: false });
-    const ctx: ServerContext = { config, db: engine!.database, engine: engine!.deps, repos, jobs: service, log: app.log, authenticate: async () => null };
+    const ctx: ServerContext = { config, db: engine!.database, engine: engine!.deps, repos, workers: createWorkerStore(engine!.database), jobs: service, log: app.log, authenticate: async () => null };
     await app.register(webhookRoutes, { ctx });
     const base = await app.listen({ host: '127.0.0.1', port: 0 });
 

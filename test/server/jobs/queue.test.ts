@@ -3,7 +3,8 @@
 // and durations; on Postgres also claims racing from several connections.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { createJobQueue, MAX_ATTEMPTS, STOPPED_TWICE_MESSAGE } from '../../../src/server/jobs/queue.js';
+import { MAX_ATTEMPTS, STOPPED_TWICE_MESSAGE } from '../../../src/server/jobs/queue.js';
+import { createJobQueue } from '../../../src/server/jobs/sqlQueue.js';
 import type { NewJob } from '../../../src/server/jobs/types.js';
 import { eachDatabase, type DatabaseFactory } from '../../store/databases.js';
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { baseStepEnv, type JobFacts } from '../../../src/engine/stepEnv.js';
-import { createJobQueue } from '../../../src/server/jobs/queue.js';
+import { createJobQueue } from '../../../src/server/jobs/sqlQueue.js';
 import { jobFacts } from '../../../src/server/jobs/worker.js';
 import { openDatabase } from '../../../src/store/database.js';
 import { temporaryStore } from '../../helpers/store.js';

@@ -17,6 +17,7 @@ import { machineCgroupDirs } from '../../../src/sandbox/runc/cgroups.js';
 import { openDatabase } from '../../../src/store/database.js';
 import { exec } from '../../../src/util/exec.js';
 import { createTestEngine, type TestEngine } from '../../helpers/engine.js';
+import { createWorkerStore } from '../../../src/server/workers/store.js';
 
 export const TOKEN = 'test-token';
 export const authorized = { authorization: `Bearer ${TOKEN}` };
@@ -73,6 +74,7 @@ export async function createHarness(t: TestContext, previewIdleMs = 60_000): Pro
     authenticate: async (request) => (request.headers.authorization === authorized.authorization ? { name: 'tester' } : null),
     repos: { get: async (name: string) => (name === 'demo' ? repoRecord() : null), secretsFor: async () => noSecrets } as unknown as RepoStore,
     jobs: { get: async (id: string) => jobs.get(id) ?? null } as unknown as JobService,
+    workers: createWorkerStore(database),
     log: Fastify().log,
   };
 

@@ -13,6 +13,7 @@ import { createRepoStore } from '../../../src/server/repos/store.js';
 import { decideWebhook, webhookRoutes, type WebhookDecision } from '../../../src/server/triggers/webhooks.js';
 import { openDatabase } from '../../../src/store/database.js';
 import { temporaryStore } from '../../helpers/store.js';
+import { createWorkerStore } from '../../../src/server/workers/store.js';
 
 const SECRET = 'webhook-secret-for-tests';
 const SHA = 'a'.repeat(40);
@@ -29,7 +30,7 @@ async function setup(t: TestContext) {
   // The job service is never started here: jobs stay NEW, no engine is needed.
   const engine = {} as unknown as EngineDeps;
   const jobs = createJobService({ config, db, engine, repos, log: app.log });
-  const ctx: ServerContext = { config, db, engine, repos, jobs, log: app.log, authenticate: async () => null };
+  const ctx: ServerContext = { config, db, engine, repos, workers: createWorkerStore(db), jobs, log: app.log, authenticate: async () => null };
   await app.register(webhookRoutes, { ctx });
   // A route outside the plugin: the plugin's raw-body parser must not leak to it.
   app.post('/api/echo', async (request) => ({ type: typeof request.body, body: request.body }));

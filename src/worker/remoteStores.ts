@@ -1,0 +1,42 @@
+// The engine's CacheIndex and RunLog on a `strata worker`: every call goes to the server's stores
+// (POST /api/worker/store/:port/:method), so every worker plans against every chain the server knows.
+import type { CacheIndex, ChainRecord } from '../store/cacheIndex.js';
+import type { RunLog, RunRecord } from '../store/runs.js';
+import type { SplitTimings } from '../store/splitTimings.js';
+import type { WorkerClient } from './client.js';
+
+type Port = 'cacheIndex' | 'runLog' | 'splitTimings';
+
+export function createRemoteStores(client: WorkerClient): { cacheIndex: CacheIndex; runLog: RunLog } {
+  const call = async <T>(port: Port, method: string, ...args: unknown[]): Promise<T> =>
+    (await client.post<{ result: T }>(`/api/worker/store/${port}/${method}`, { args })).result;
+  // JSON has no undefined: an absent record comes back as null.
+  const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
+
+  const splitTimings: SplitTimings = {
+    record: (repo, layerfile, entries, now) => call('splitTimings', 'record', repo, layerfile, entries, now),
+    freeze: (repo, layerfile, now) => call('splitTimings', 'freeze', repo, layerfile, now),
+    content: async (digest) => orUndefined(await call<string | null>('splitTimings', 'content', digest)),
+    has: (digest) => call('splitTimings', 'has', digest),
+    pruneUnreferenced: (now, minAgeMs) => call('splitTimings', 'pruneUnreferenced', now, minAgeMs),
+  };
+  const cacheIndex: CacheIndex = {
+    splitTimings,
+    candidates: (repo, runner, firstKey, limit) => call('cacheIndex', 'candidates', repo, runner, firstKey, ...(limit === undefined ? [] : [limit])),
+    chainOfRun: async (runId, runner) => orUndefined(await call<ChainRecord | null>('cacheIndex', 'chainOfRun', runId, runner)),
+    startChain: (chain, now) => call('cacheIndex', 'startChain', chain, now),
+    addStep: (chainId, step) => call('cacheIndex', 'addStep', chainId, step),
+    completeChain: (chainId) => call('cacheIndex', 'completeChain', chainId),
+    referencedSnapshots: async () => new Set(await call<string[]>('cacheIndex', 'referencedSnapshots')),
+    pruneChains: (keep) => call('cacheIndex', 'pruneChains', keep),
+  };
+  const runLog: RunLog = {
+    createRun: (run) => call('runLog', 'createRun', run),
+    finishRun: (id, status, finishedAt) => call('runLog', 'finishRun', id, status, finishedAt),
+    setRunner: (runId, runner) => call('runLog', 'setRunner', runId, runner),
+    setStep: (runId, step) => call('runLog', 'setStep', runId, step),
+    getRun: async (id) => orUndefined(await call<RunRecord | null>('runLog', 'getRun', id)),
+    lastRun: async (repo) => orUndefined(await call<RunRecord | null>('runLog', 'lastRun', repo)),
+  };
+  return { cacheIndex, runLog };
+}

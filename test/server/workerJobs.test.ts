@@ -1,0 +1,97 @@
+// `strata worker` end to end: a server (this process, on its store's SQLite) that runs no job itself
+// (--concurrency 0) and two workers as real CLI processes, each with its own store. A job runs on a
+// worker with its events, log and runner rows on the server; the next job of the same commit restores
+// every step through the server's cache index; a worker killed (-9) mid-step loses its lease, and the
+// other worker runs the job to success; nothing is left RUNNING.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { openEngine } from '../../src/compose/engine.js';
+import type { JobSummary } from '../../src/server/api/types.js';
+import { startServer, type RunningServer } from '../../src/server/compose.js';
+import { startStrata, stopAfterTest, type StrataProcess } from '../helpers/cli.js';
+import { createGitRepo } from '../helpers/engine.js';
+import { requireRoot } from '../helpers/env.js';
+import { temporaryStore } from '../helpers/store.js';
+import { until } from '../helpers/wait.js';
+
+const ENDED = new Set(['SUCCESS', 'FAILURE', 'ERROR', 'CANCELLED']);
+
+test('strata worker: jobs run on workers; a second job restores through the server; a killed worker\'s job runs on another', { timeout: 600_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const processes = stopAfterTest(t);
+  // What a killed worker left on its store (its machine, mounts): a new engine on the store reaps it,
+  // after the processes stopped and before the stores are removed (hooks run in this order).
+  const killed: string[] = [];
+  t.after(async () => {
+    for (const store of killed) await (await openEngine({ store, reporter: {} })).close();
+  });
+  const serverStore = await temporaryStore(t, 'strata-test-server-');
+  const storeA = await temporaryStore(t, 'strata-test-worker-a-');
+  const storeB = await temporaryStore(t, 'strata-test-worker-b-');
+  const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nCOPY . /app\nRUN cat /app/greeting\n', greeting: 'hello from a worker\n' });
+
+  const server = await startServer({
+    config: { storeRoot: serverStore, host: '127.0.0.1', port: 0, publicUrl: 'http://127.0.0.1', concurrency: 0, previewIdleMs: 60_000, leaseMs: 3000 },
+    adminPassword: 'admin password for the test',
+    logger: false,
+    announce: () => {},
+  });
+  // Closed at the end of the body, not in t.after: the stores' removal hooks were registered first.
+  try {
+    await scenario(server, { repo, storeA, storeB, processes, killed });
+  } finally {
+    await server.close();
+  }
+});
+
+async function scenario(
+  server: RunningServer,
+  { repo, storeA, storeB, processes, killed }: { repo: ReturnType<typeof createGitRepo>; storeA: string; storeB: string; processes: ReturnType<typeof stopAfterTest>; killed: string[] },
+): Promise<void> {
+  const { ctx } = server;
+  await ctx.repos.add({ name: 'app', url: repo.dir });
+  const worker = async (name: string, store: string): Promise<StrataProcess> => {
+    const token = await ctx.workers.add(name);
+    const started = processes.track(startStrata(['worker', '--server', server.url, '--token', token, '--store', store]));
+    await until(`worker ${name} connects`, 60_000, async () => (/connected to/.test(started.stderr()) ? true : started.child.exitCode !== null ? Promise.reject(new Error(started.stderr())) : undefined));
+    return started;
+  };
+  const finished = (id: string) =>
+    until(`job ${id} ends`, 300_000, async () => {
+      const job = await ctx.jobs.get(id);
+      return job && ENDED.has(job.status) ? job : undefined;
+    });
+  const trigger = async (commit: string): Promise<JobSummary> => ctx.jobs.enqueue({ repo: 'app', branch: 'main', commit, title: '', author: '', trigger: 'manual' });
+
+  const workerA = await worker('wa', storeA);
+  const head = repo.git('rev-parse', 'HEAD').trim();
+  const first = await finished((await trigger(head)).id);
+  assert.equal(first.status, 'SUCCESS', first.message ?? '');
+  assert.equal(first.worker, 'wa');
+  assert.equal(first.title, 'initial', 'the worker reported the commit\'s subject');
+  assert.deepEqual([first.stepsRan, first.stepsCached], [2, 0]);
+  assert.deepEqual(first.runners[0]?.steps.map((s) => s.status), ['done', 'done'], 'runner rows written by the server from the worker\'s events');
+  assert.match(await ctx.jobs.log(first.id, {}), /hello from a worker/);
+
+  const second = await finished((await trigger(head)).id);
+  assert.equal(second.status, 'SUCCESS', second.message ?? '');
+  assert.deepEqual([second.stepsRan, second.stepsCached], [0, 2], 'the server\'s cache index named the first job\'s snapshots on this worker');
+
+  // A step that takes a while; worker A dies during it.
+  const slow = repo.commit('slow step', { Layerfile: 'FROM vm/debian:12\nCOPY . /app\nRUN cat /app/greeting\nRUN echo slow step starts && sleep 6 && echo slow step ends\n' });
+  const third = await trigger(slow);
+  await until('the slow step runs on worker A', 120_000, async () => (/slow step starts/.test(await ctx.jobs.log(third.id, {})) ? true : undefined));
+  killed.push(storeA);
+  workerA.child.kill('SIGKILL');
+  await workerA.exited;
+  await worker('wb', storeB);
+  const done = await finished(third.id);
+  assert.equal(done.status, 'SUCCESS', done.message ?? '');
+  assert.equal(done.worker, 'wb');
+  const log = await ctx.jobs.log(third.id, {});
+  assert.match(log, /worker wa stopped answering while this job ran: it was queued again/);
+  assert.match(log, /slow step ends/);
+  assert.deepEqual((await ctx.jobs.list({ status: 'RUNNING' })).map((j) => j.id), [], 'nothing is left RUNNING');
+  const workers = await ctx.workers.list();
+  assert.deepEqual(workers.map((w) => [w.name, w.lastSeenAt !== null]), [['wa', true], ['wb', true]]);
+}
