@@ -42,6 +42,7 @@ export interface RunRecord {
 
 /** Runs as history, in whichever database holds them; one conformance suite runs against each (test/store). */
 export interface RunLog {
+  /** Records a new run (recording the same run again changes nothing: every method here may be retried). */
   createRun(run: Omit<RunRecord, 'finishedAt' | 'status' | 'runners'>): Promise<void>;
   finishRun(id: string, status: RunStatus, finishedAt: number): Promise<void>;
   /** Adds the runner or updates its status (and its plan, when given). */

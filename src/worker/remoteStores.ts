@@ -7,9 +7,14 @@ import type { WorkerClient } from './client.js';
 
 type Port = 'cacheIndex' | 'runLog' | 'splitTimings';
 
+/** How long a store call is retried while the server (or its database) does not answer. */
+export const STORE_RETRY_MS = 60_000;
+
 export function createRemoteStores(client: WorkerClient): { cacheIndex: CacheIndex; runLog: RunLog } {
+  // Every method of these ports may be repeated (upserts, idempotent inserts): a call is retried while
+  // the server or its database restarts, rather than failing the step that made it.
   const call = async <T>(port: Port, method: string, ...args: unknown[]): Promise<T> =>
-    (await client.post<{ result: T }>(`/api/worker/store/${port}/${method}`, { args })).result;
+    (await client.post<{ result: T }>(`/api/worker/store/${port}/${method}`, { args }, { retryForMs: STORE_RETRY_MS })).result;
   // JSON has no undefined: an absent record comes back as null.
   const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
 

@@ -6,6 +6,8 @@ import type { WorkerEvent } from '../server/workers/protocol.js';
 import type { WorkerClient } from './client.js';
 
 const BATCH_MS = 250;
+/** How long a batch of events is retried while the server does not answer. */
+const EVENTS_RETRY_MS = 60_000;
 
 export class ForwardingReporter implements Reporter {
   private pending: WorkerEvent[] = [];
@@ -32,7 +34,10 @@ export class ForwardingReporter implements Reporter {
     const events = this.pending;
     this.pending = [];
     if (events.length > 0) {
-      this.sending = this.sending.then(() => this.client.post<unknown>(`/api/worker/jobs/${encodeURIComponent(this.jobId)}/events`, { events }).then(() => {}, this.onRefused));
+      // Retried while the server restarts (a batch is recorded once: the server answers after recording,
+      // so only a lost answer repeats one, and its events then appear twice in the log: rare, visible).
+      const path = `/api/worker/jobs/${encodeURIComponent(this.jobId)}/events`;
+      this.sending = this.sending.then(() => this.client.post<unknown>(path, { events }, { retryForMs: EVENTS_RETRY_MS }).then(() => {}, this.onRefused));
     }
     return this.sending;
   }

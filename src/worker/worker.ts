@@ -135,7 +135,7 @@ function startJob(deps: { client: WorkerClient; engine: WorkerEngine; checkouts:
       clearInterval(heartbeat);
     }
     await reporter.flush();
-    await client.post(`${path}/end`, end).catch((error: unknown) => deps.log(`job ${job.id}: could not report its end (${errorMessage(error)}); its lease will run out and it runs again`));
+    await client.post(`${path}/end`, end, { retryForMs: 60_000 }).catch((error: unknown) => deps.log(`job ${job.id}: could not report its end (${errorMessage(error)}); its lease will run out and it runs again`));
     deps.log(`job ${job.id}: ${end.status}${end.message ? `: ${end.message.split('\n')[0]}` : ''}`);
   };
 

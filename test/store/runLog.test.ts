@@ -10,6 +10,7 @@ eachStoreBackend((fresh) => {
     const log = (await database.open()).runLog;
     await log.createRun({ id: 'r1', repo: '/r', commit: 'c1', tree: 't1', branch: 'main', startedAt: 1 });
     await log.createRun({ id: 'r2', repo: '/r', commit: null, tree: 't2', branch: 'main', startedAt: 2 });
+    await log.createRun({ id: 'r2', repo: '/r', commit: null, tree: 't2', branch: 'main', startedAt: 2 }); // a retried call: no error, no change
     await log.setRunner('r2', { runner: 'main-layerfile', layerfile: 'Layerfile', status: 'running', plan: 'restore after step 2' });
     await log.setRunner('r2', { runner: 'b-layerfile', layerfile: 'b/Layerfile', status: 'running' });
     await log.setStep('r2', { runner: 'main-layerfile', index: 1, line: 3, text: 'RUN cat file1', status: 'pending', reason: null, durationMs: null, snapshot: null });

@@ -340,7 +340,8 @@ export class JobRecorder implements Reporter {
       detail.message = event.message ?? null;
       detail.durationMs = entry.startedAt === null ? null : this.deps.now() - entry.startedAt;
       for (const step of detail.steps) if (step.status === 'pending') step.status = 'skipped';
-      detail.debuggable = status === 'FAILURE' && detail.steps.some((s) => s.status === 'failed' && s.snapshot);
+      // The failure snapshot of a worker's job is on the worker: no terminal for it here (yet).
+      detail.debuggable = this.job.worker === undefined && status === 'FAILURE' && detail.steps.some((s) => s.status === 'failed' && s.snapshot);
       this.save(event.runner);
       const totals = this.totals();
       this.write('recording its totals', () => this.deps.queue.update(this.jobId, totals));

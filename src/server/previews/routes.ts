@@ -110,6 +110,9 @@ export async function previewRoutes(app: FastifyInstance, options: PreviewRoutes
       if (!job.runners.some((r) => r.runner === runner)) {
         return sendError(reply, new StrataError('STRATA_NOT_FOUND', `job ${jobId} has no runner ${JSON.stringify(runner)}`, { hint: `runners: ${job.runners.map((r) => r.runner).join(', ')}` }));
       }
+      if (job.worker !== undefined) {
+        return sendError(reply, new StrataError('STRATA_NOT_FOUND', `job ${jobId} ran on worker ${job.worker}: previews of a worker's jobs are not served yet (its machines are on that host)`));
+      }
 
       // The path inside the preview, as the client sent it (still encoded), with its query.
       const rawUrl = request.raw.url ?? '';

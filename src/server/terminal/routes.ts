@@ -68,6 +68,7 @@ async function resolveTarget(ctx: ServerContext, request: FastifyRequest<{ Param
   const { id, runner } = request.params;
   const job = await ctx.jobs.get(id);
   if (!job) throw new StrataError('STRATA_NOT_FOUND', `no job ${id}`);
+  if (job.worker !== undefined) throw new StrataError('STRATA_NOT_FOUND', `job ${id} ran on worker ${job.worker}: the debug terminal of a worker's jobs is not served yet (its snapshots are on that host)`);
   const run = job.runId === null ? undefined : await ctx.engine.runLog.getRun(job.runId);
   if (!run) throw new StrataError('STRATA_NOT_FOUND', `job ${id} has not run yet`);
   if (!run.runners.some((r) => r.runner === runner)) throw new StrataError('STRATA_NOT_FOUND', `job ${id} has no runner ${JSON.stringify(runner)}`);

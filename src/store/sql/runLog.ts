@@ -45,6 +45,8 @@ export function createRunLog(database: StoreDatabase): RunLog {
       await db
         .insertInto('runs')
         .values({ id: run.id, repo: run.repo, commit_id: run.commit, tree: run.tree, branch: run.branch, started_at: run.startedAt, status: 'running' })
+        // Idempotent: a worker retries a call whose answer it lost (run ids are unique per run).
+        .onConflict((oc) => oc.column('id').doNothing())
         .execute();
     },
     async finishRun(id, status, finishedAt) {

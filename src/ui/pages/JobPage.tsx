@@ -107,6 +107,11 @@ export function JobPage({ id }: { id: string }) {
             <code title={job.commit}>{shortCommit(job.commit)}</code>
             <span>{job.author}</span>
             <span className="chip">{job.trigger}</span>
+            {job.worker !== undefined && (
+              <span className="chip" data-testid="job-worker" title="the strata worker that runs this job">
+                on {job.worker}
+              </span>
+            )}
             {job.options.noCache && <span className="chip chip-warn">no cache</span>}
             <span>{formatAgo(job.createdAt)}</span>
             <span title="duration">{formatDuration(job.durationMs)}</span>

@@ -73,6 +73,22 @@ test('a worker leases a job with its repository and secrets; its events make the
   assert.deepEqual(await remote.renew('w1', queued.id), { running: false, approved: [] }, 'an ended job is not renewed');
 });
 
+test('a failure on a worker: the job\'s message comes from its runners; no debug terminal here for the worker\'s snapshot', async (t) => {
+  const { jobs, remote, enqueue } = await setup(t);
+  const queued = await enqueue();
+  await remote.lease('w1');
+  await remote.report('w1', queued.id, [
+    runStart,
+    { kind: 'runnerStart', event: { runner: 'main-layerfile', plan: 'running all 1 step(s)' } },
+    { kind: 'stepStatus', event: { runner: 'main-layerfile', step: 0, status: 'failed', durationMs: 3, snapshot: 'snap-failed-0' } },
+    { kind: 'runnerEnd', event: { runner: 'main-layerfile', status: 'failure', message: 'step 1 (line 2) exited with 2' } },
+  ]);
+  await remote.end('w1', queued.id, { status: 'failure', message: null, stepsRan: 1, stepsCached: 0 });
+  const job = await jobs.get(queued.id);
+  assert.deepEqual([job?.status, job?.message], ['FAILURE', 'main-layerfile: step 1 (line 2) exited with 2']);
+  assert.deepEqual(job?.runners.map((r) => [r.status, r.debuggable, r.steps[0]?.snapshot]), [['FAILURE', false, true]]);
+});
+
 test('a cancel ends the job at once; the worker learns it at its next renewal and its reports are refused', async (t) => {
   const { jobs, remote, enqueue } = await setup(t);
   const queued = await enqueue();
