@@ -20,9 +20,14 @@ export interface StrataResult {
   stderr: string;
 }
 
-/** Starts `strata ARGS...`; `input` (if given) is written to its stdin, which is then closed. */
-export function startStrata(args: string[], input?: string): StrataProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+/**
+ * Starts `strata ARGS...`; `input` (if given) is written to its stdin, which is then closed. `wrap`: a
+ * command that runs it (e.g. `nsenter --net=...`: in a test host of its own; it execs strata, so
+ * signals reach strata itself).
+ */
+export function startStrata(args: string[], input?: string, options: { wrap?: string[] } = {}): StrataProcess {
+  const command = [...(options.wrap ?? []), process.execPath, '--import', 'tsx', entry, ...args];
+  const child = spawn(command[0] as string, command.slice(1), { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   const listeners = new Set<() => void>();

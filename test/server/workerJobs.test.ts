@@ -1,5 +1,6 @@
 // `strata worker` end to end: a server (this process, on its store's SQLite) that runs no job itself
-// (--concurrency 0) and two workers as real CLI processes, each with its own store. A job runs on a
+// (--concurrency 0) and two workers as real CLI processes, each with its own store, each in a network
+// namespace of its own (test/helpers/netns.ts), reaching the server only through the network. A job runs on a
 // worker with its events, log and runner rows on the server; the next job of the same commit restores
 // every step through the server's cache index; a worker killed (-9) mid-step loses its lease, and the
 // other worker runs the job to success; nothing is left RUNNING.
@@ -8,9 +9,11 @@ import { test } from 'node:test';
 import { openEngine } from '../../src/compose/engine.js';
 import type { JobSummary } from '../../src/server/api/types.js';
 import { startServer, type RunningServer } from '../../src/server/compose.js';
+import { exec } from '../../src/util/exec.js';
 import { startStrata, stopAfterTest, type StrataProcess } from '../helpers/cli.js';
 import { createGitRepo } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';
+import { createTestHost, type TestHost } from '../helpers/netns.js';
 import { temporaryStore } from '../helpers/store.js';
 import { until } from '../helpers/wait.js';
 
@@ -18,7 +21,10 @@ const ENDED = new Set(['SUCCESS', 'FAILURE', 'ERROR', 'CANCELLED']);
 
 test('strata worker: jobs run on workers; a second job restores through the server; a killed worker\'s job runs on another', { timeout: 600_000 }, async (t) => {
   if (!requireRoot(t)) return;
+  // The test hosts go after the processes in them (hooks run in registration order).
   const processes = stopAfterTest(t);
+  const hostA = createTestHost(t, 1);
+  const hostB = createTestHost(t, 2);
   // What a killed worker left on its store (its machine, mounts): a new engine on the store reaps it,
   // after the processes stopped and before the stores are removed (hooks run in this order).
   const killed: string[] = [];
@@ -31,14 +37,14 @@ test('strata worker: jobs run on workers; a second job restores through the serv
   const repo = createGitRepo(t, { Layerfile: 'FROM vm/debian:12\nCOPY . /app\nRUN cat /app/greeting\n', greeting: 'hello from a worker\n' });
 
   const server = await startServer({
-    config: { storeRoot: serverStore, host: '127.0.0.1', port: 0, publicUrl: 'http://127.0.0.1', concurrency: 0, previewIdleMs: 60_000, leaseMs: 3000 },
+    config: { storeRoot: serverStore, host: '0.0.0.0', port: 0, publicUrl: 'http://127.0.0.1', concurrency: 0, previewIdleMs: 60_000, leaseMs: 3000 },
     adminPassword: 'admin password for the test',
     logger: false,
     announce: () => {},
   });
   // Closed at the end of the body, not in t.after: the stores' removal hooks were registered first.
   try {
-    await scenario(server, { repo, storeA, storeB, processes, killed });
+    await scenario(server, { repo, storeA, storeB, processes, killed, hostA, hostB });
   } finally {
     await server.close();
   }
@@ -46,13 +52,14 @@ test('strata worker: jobs run on workers; a second job restores through the serv
 
 async function scenario(
   server: RunningServer,
-  { repo, storeA, storeB, processes, killed }: { repo: ReturnType<typeof createGitRepo>; storeA: string; storeB: string; processes: ReturnType<typeof stopAfterTest>; killed: string[] },
+  { repo, storeA, storeB, processes, killed, hostA, hostB }: { repo: ReturnType<typeof createGitRepo>; storeA: string; storeB: string; processes: ReturnType<typeof stopAfterTest>; killed: string[]; hostA: TestHost; hostB: TestHost },
 ): Promise<void> {
   const { ctx } = server;
   await ctx.repos.add({ name: 'app', url: repo.dir });
-  const worker = async (name: string, store: string): Promise<StrataProcess> => {
+  const port = new URL(server.url).port;
+  const worker = async (name: string, store: string, host: TestHost): Promise<StrataProcess> => {
     const token = await ctx.workers.add(name);
-    const started = processes.track(startStrata(['worker', '--server', server.url, '--token', token, '--store', store]));
+    const started = processes.track(startStrata(['worker', '--server', `http://${host.gateway}:${port}`, '--token', token, '--store', store], undefined, { wrap: host.wrap }));
     await until(`worker ${name} connects`, 60_000, async () => (/connected to/.test(started.stderr()) ? true : started.child.exitCode !== null ? Promise.reject(new Error(started.stderr())) : undefined));
     return started;
   };
@@ -63,7 +70,12 @@ async function scenario(
     });
   const trigger = async (commit: string): Promise<JobSummary> => ctx.jobs.enqueue({ repo: 'app', branch: 'main', commit, title: '', author: '', trigger: 'manual' });
 
-  const workerA = await worker('wa', storeA);
+  // The test hosts are apart: this host's loopback is not theirs, its veth address is how they reach it.
+  // (Asynchronously: the server answers from this process.)
+  const probe = async (host: TestHost, url: string) => (await exec(host.wrap[0] as string, [...host.wrap.slice(1), 'curl', '-s', '-o', '/dev/null', '-m', '3', url])).exitCode;
+  assert.notEqual(await probe(hostA, `http://127.0.0.1:${port}/api/me`), 0, 'the server is not on the test host\'s loopback');
+  assert.equal(await probe(hostA, `http://${hostA.gateway}:${port}/api/me`), 0);
+  const workerA = await worker('wa', storeA, hostA);
   const head = repo.git('rev-parse', 'HEAD').trim();
   const first = await finished((await trigger(head)).id);
   assert.equal(first.status, 'SUCCESS', first.message ?? '');
@@ -84,7 +96,7 @@ async function scenario(
   killed.push(storeA);
   workerA.child.kill('SIGKILL');
   await workerA.exited;
-  await worker('wb', storeB);
+  await worker('wb', storeB, hostB);
   const done = await finished(third.id);
   assert.equal(done.status, 'SUCCESS', done.message ?? '');
   assert.equal(done.worker, 'wb');
