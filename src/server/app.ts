@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerO
 import { StrataError } from '../errors.js';
 import type { EngineDeps } from '../engine/ports.js';
 import type { StoreDatabase } from '../store/database.js';
-import { createAuthenticator } from './auth/authenticate.js';
+import { bearerToken, createAuthenticator } from './auth/authenticate.js';
 import type { UserStore } from './auth/users.js';
 import type { ServerConfig, ServerContext } from './context.js';
 import { credentialLimiter } from './auth/rateLimit.js';
@@ -74,7 +74,7 @@ export async function createServer(options: CreateServerOptions): Promise<Strata
   const limitCredentials = await credentialLimiter(app);
   app.addHook('onRequest', async (request, reply) => {
     // A worker's token opens the worker API and nothing else; a user's never opens the worker API.
-    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+    const bearer = bearerToken(request);
     request.worker = bearer?.startsWith(WORKER_TOKEN_PREFIX) ? await ctx.workers.workerForToken(bearer) : null;
     request.user = bearer?.startsWith(WORKER_TOKEN_PREFIX) ? null : await ctx.authenticate(request);
     // A wrong or malformed token is a guess and counts against the client's address (no header: a plain 401).

@@ -9,7 +9,8 @@ import { openWorkerEngine, storePaths, type WorkerEngine } from '../compose/engi
 import type { RunOptions } from '../engine/runRepository.js';
 import { runRepository } from '../engine/runRepository.js';
 import { Checkouts } from '../server/jobs/checkout.js';
-import { errorMessage, jobFacts } from '../server/jobs/worker.js';
+import { describeRepoSecret } from '../server/repos/store.js';
+import { buttonIdOf, errorMessage, jobFacts } from '../server/jobs/worker.js';
 import type { WorkerJobEnd, WorkerLease, WorkerRenewal } from '../server/workers/protocol.js';
 import { sleep } from '../util/sleep.js';
 import { createWorkerClient, type WorkerClient } from './client.js';
@@ -39,18 +40,20 @@ interface Running {
 
 export async function runWorker(options: WorkerOptions): Promise<void> {
   const client = createWorkerClient({ server: options.server, token: options.token });
-  const { worker } = await client.post<{ worker: string }>('/api/worker/heartbeat', { info: { host: hostname(), running: [] } });
-  const engine = await openWorkerEngine({ store: options.store, reporter: {} }, createRemoteStores(client));
-  options.log(`strata worker ${worker}: connected to ${client.server}, store ${storePaths(options.store).root}, ${options.concurrency} job(s) at once`);
-  const checkouts = new Checkouts(join(storePaths(options.store).root, 'worker', 'checkouts'));
   const running = new Map<string, Running>();
+  const heartbeat = () => client.post<{ worker: string }>('/api/worker/heartbeat', { info: { host: hostname(), running: [...running.keys()] } });
+  const { worker } = await heartbeat();
+  const engine = await openWorkerEngine({ store: options.store, reporter: {} }, createRemoteStores(client));
+  const { root } = storePaths(options.store);
+  options.log(`strata worker ${worker}: connected to ${client.server}, store ${root}, ${options.concurrency} job(s) at once`);
+  const checkouts = new Checkouts(join(root, 'worker', 'checkouts'));
   const problems = onceEach(options.log);
   let lastBeat = Date.now();
   try {
     while (!options.signal.aborted) {
       if (Date.now() - lastBeat >= HEARTBEAT_MS) {
         lastBeat = Date.now();
-        await client.post('/api/worker/heartbeat', { info: { host: hostname(), running: [...running.keys()] } }).then(
+        await heartbeat().then(
           () => problems.clear(),
           (error: unknown) => problems.say(`heartbeat failed: ${errorMessage(error)}`),
         );
@@ -114,7 +117,7 @@ function startJob(deps: { client: WorkerClient; engine: WorkerEngine; checkouts:
     }
   };
   const approveButton: NonNullable<RunOptions['approveButton']> = (request) => {
-    const id = `${request.runner}-L${request.line}`;
+    const id = buttonIdOf(request);
     reporter.send({ kind: 'button', runner: request.runner, id, line: request.line, message: request.message });
     void reporter.flush();
     if (controller.signal.aborted) return Promise.resolve(false);
@@ -151,7 +154,7 @@ function startJob(deps: { client: WorkerClient; engine: WorkerEngine; checkouts:
           repoKey: lease.repo.name,
           noCache: job.options.noCache,
           noCacheDirs: job.options.noCacheDirs,
-          secrets: { values: new Map(Object.entries(lease.secrets)), describeLookup: (name) => `the secrets of repository ${lease.repo.name} on the server (set one with PUT /api/repos/${lease.repo.name}/secrets/${name})` },
+          secrets: { values: new Map(Object.entries(lease.secrets)), describeLookup: describeRepoSecret(lease.repo.name) },
           approveButton,
           signal: controller.signal,
           job: jobFacts(job, lease.repo),

@@ -10,3 +10,6 @@ export async function until<T>(what: string, ms: number, probe: () => Promise<T 
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
+
+/** The job statuses a job does not leave. */
+export const ENDED: ReadonlySet<string> = new Set(['SUCCESS', 'FAILURE', 'ERROR', 'CANCELLED']);

@@ -14,9 +14,7 @@ import { requireRoot } from '../helpers/env.js';
 import { startPgServer } from '../helpers/pgServer.js';
 import { freeLocalPort } from '../../src/util/net.js';
 import { temporaryStore } from '../helpers/store.js';
-import { until } from '../helpers/wait.js';
-
-const ENDED = new Set(['SUCCESS', 'FAILURE', 'ERROR', 'CANCELLED']);
+import { ENDED, until } from '../helpers/wait.js';
 
 test('strata serve --database: all state in Postgres; a second job restores every step; survives a server and a Postgres restart', { timeout: 600_000 }, async (t) => {
   if (!requireRoot(t)) return;

@@ -15,9 +15,7 @@ import { createGitRepo } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';
 import { createTestHost, type TestHost } from '../helpers/netns.js';
 import { temporaryStore } from '../helpers/store.js';
-import { until } from '../helpers/wait.js';
-
-const ENDED = new Set(['SUCCESS', 'FAILURE', 'ERROR', 'CANCELLED']);
+import { ENDED, until } from '../helpers/wait.js';
 
 test('strata worker: jobs run on workers; a second job restores through the server; a killed worker\'s job runs on another', { timeout: 600_000 }, async (t) => {
   if (!requireRoot(t)) return;
@@ -100,6 +98,8 @@ async function scenario(
   const done = await finished(third.id);
   assert.equal(done.status, 'SUCCESS', done.message ?? '');
   assert.equal(done.worker, 'wb');
+  // Worker B holds none of A's snapshots: the index names them, but B restores nothing it does not hold.
+  assert.deepEqual([done.stepsRan, done.stepsCached], [3, 0]);
   const log = await ctx.jobs.log(third.id, {});
   assert.match(log, /worker wa stopped answering while this job ran: it was queued again/);
   assert.match(log, /slow step ends/);

@@ -10,9 +10,7 @@ import { createGitRepo } from '../helpers/engine.js';
 import { requireRoot } from '../helpers/env.js';
 import { startPgServer, type PgServer } from '../helpers/pgServer.js';
 import { temporaryStore } from '../helpers/store.js';
-import { until } from '../helpers/wait.js';
-
-const ENDED = new Set(['SUCCESS', 'FAILURE', 'ERROR', 'CANCELLED']);
+import { ENDED, until } from '../helpers/wait.js';
 
 test('Postgres restarted while a worker runs a step: the job still succeeds, and its next run restores every step', { timeout: 600_000 }, async (t) => {
   if (!requireRoot(t)) return;

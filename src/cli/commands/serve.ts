@@ -3,6 +3,7 @@ import { parseAge } from '../../engine/cacheDirs.js';
 import { StrataError } from '../../errors.js';
 import type { ServerConfig } from '../../server/context.js';
 import { storePaths } from '../../compose/engine.js';
+import { databaseUrlOf } from './user.js';
 
 export interface ServeOptions {
   store?: string;
@@ -38,10 +39,7 @@ export function serverConfig(options: ServeOptions, env: NodeJS.ProcessEnv = pro
   if (options.statusApi !== undefined && statusToken === undefined) throw new StrataError('STRATA_USAGE', '--status-api needs --status-token (or $STRATA_STATUS_TOKEN)');
   if (options.statusApi === undefined && options.statusToken !== undefined) throw new StrataError('STRATA_USAGE', '--status-token needs --status-api');
   const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
-  const databaseUrl = options.database ?? env.STRATA_DATABASE_URL;
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new StrataError('STRATA_USAGE', `--database ${databaseUrl}: expected a Postgres URL`, { hint: 'postgres://user:password@host:5432/strata; without --database the store\'s own SQLite file is used' });
-  }
+  const databaseUrl = databaseUrlOf(options.database, env);
   return {
     storeRoot: storePaths(options.store).root,
     databaseUrl,

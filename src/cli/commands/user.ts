@@ -12,13 +12,18 @@ export interface DatabaseOptions {
   database?: string | undefined;
 }
 
-/** The database the server of `--store` / `--database` (else $STRATA_DATABASE_URL) keeps its state in. */
-export async function openCommandDatabase(options: DatabaseOptions, env: NodeJS.ProcessEnv = process.env): Promise<StoreDatabase> {
-  const databaseUrl = options.database ?? env.STRATA_DATABASE_URL;
+/** The Postgres URL of `--database` (else $STRATA_DATABASE_URL), checked; undefined: the store's own SQLite file. */
+export function databaseUrlOf(database: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  const databaseUrl = database ?? env.STRATA_DATABASE_URL;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new StrataError('STRATA_USAGE', `--database ${databaseUrl}: expected a Postgres URL`, { hint: 'postgres://user:password@host:5432/strata; without --database the store\'s own SQLite file is used' });
   }
-  return openStoreDatabase({ store: options.store, databaseUrl });
+  return databaseUrl;
+}
+
+/** The database the server of `--store` / `--database` (else $STRATA_DATABASE_URL) keeps its state in. */
+export async function openCommandDatabase(options: DatabaseOptions, env: NodeJS.ProcessEnv = process.env): Promise<StoreDatabase> {
+  return openStoreDatabase({ store: options.store, databaseUrl: databaseUrlOf(options.database, env) });
 }
 
 /** All of stdin; the password is its first line (so `echo pw |` and a file both work). */

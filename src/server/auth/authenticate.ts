@@ -6,13 +6,18 @@ import type { UserStore } from './users.js';
 
 export const SESSION_COOKIE = 'strata_session';
 
+/** The token of an `Authorization: Bearer <token>` header; undefined when there is none or it is malformed. */
+export function bearerToken(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  return header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+}
+
 export function createAuthenticator(users: UserStore): (request: FastifyRequest) => Promise<ServerUser | null> {
   return async (request) => {
-    const header = request.headers.authorization;
-    if (header !== undefined) {
-      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (request.headers.authorization !== undefined) {
       // A malformed or wrong Authorization header is a failure even with a valid cookie: never guess.
-      return match?.[1] ? users.userForToken(match[1]) : null;
+      const token = bearerToken(request);
+      return token ? users.userForToken(token) : null;
     }
     const session = request.cookies?.[SESSION_COOKIE];
     return session ? users.userForSession(session) : null;

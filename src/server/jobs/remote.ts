@@ -4,15 +4,12 @@
 // that dies stops renewing: the lease expires and the job is queued again (service.ts's recovery), as for
 // a server that died. Cancelling ends the job here at once; the worker learns it at its next renewal.
 import { StrataError } from '../../errors.js';
-import type { JobStatus } from '../api/types.js';
 import type { WorkerEvent, WorkerJobEnd, WorkerLease, WorkerRenewal } from '../workers/protocol.js';
 import { toSummary, type QueuedJob } from './queue.js';
-import { endJob, JobRecorder, postStatus, type ActiveJob, type WorkerDeps } from './worker.js';
+import { endJob, ENGINE_STATUS, JobRecorder, postStatus, type ActiveJob, type WorkerDeps } from './worker.js';
 
 /** RUNNING jobs never hold a worker's lease back: each worker asks only when it has a free slot. */
 const NO_LIMIT = 1_000_000;
-
-const END_STATUS: Record<Exclude<WorkerJobEnd['status'], 'abandoned'>, JobStatus> = { success: 'SUCCESS', failure: 'FAILURE', error: 'ERROR', cancelled: 'CANCELLED' };
 
 export interface WorkerJobs {
   /** Claims the oldest queued job for `worker`; null when none waits. */
@@ -171,8 +168,7 @@ export function createWorkerJobs(deps: {
         if (queued?.status === 'RUNNING' && queued.worker === worker) await queue.requeue(jobId);
         return;
       }
-      const status = END_STATUS[end.status];
-      await job.recorder.flush();
+      const status = ENGINE_STATUS[end.status];
       const message = end.message ?? (status === 'SUCCESS' ? null : job.recorder.failureMessage());
       await finish(job, { status, message, stepsRan: end.stepsRan, stepsCached: end.stepsCached });
     },

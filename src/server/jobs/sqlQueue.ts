@@ -34,11 +34,6 @@ export function createJobQueue(database: StoreDatabase): JobQueue {
     const row = await db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
     return row ? toJob(row) : undefined;
   };
-  const must = async (id: string): Promise<QueuedJob> => {
-    const job = await get(id);
-    if (!job) throw new Error(`job ${id} vanished from the queue`);
-    return job;
-  };
   const elapsed = (now: number) => sql<number | null>`CASE WHEN started_at IS NULL THEN NULL ELSE ${now} - started_at END`;
 
   return {
@@ -99,12 +94,14 @@ export function createJobQueue(database: StoreDatabase): JobQueue {
       await db.updateTable('jobs').set(set).where('id', '=', id).execute();
     },
     async finish(id, status, now, progress = {}) {
-      await db
+      const row = await db
         .updateTable('jobs')
         .set({ ...progressColumns(progress), status, finished_at: now, lease_until: null, duration_ms: elapsed(now) })
         .where('id', '=', id)
-        .execute();
-      return must(id);
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) throw new Error(`job ${id} vanished from the queue`);
+      return toJob(row);
     },
     async cancelIfNew(id, now) {
       const result = await db.updateTable('jobs').set({ status: 'CANCELLED', finished_at: now }).where('id', '=', id).where('status', '=', 'NEW').executeTakeFirst();

@@ -40,7 +40,8 @@ export interface ActiveJob {
   readonly done: Promise<void>;
 }
 
-const ENGINE_STATUS: Record<RunnerEndStatus, JobStatus> = {
+/** A runner's or a run's ending as a job status. */
+export const ENGINE_STATUS: Record<RunnerEndStatus, JobStatus> = {
   success: 'SUCCESS',
   failure: 'FAILURE',
   error: 'ERROR',
@@ -130,6 +131,11 @@ export async function endJob(
   postStatus(deps, ended, status, undefined, message ?? undefined);
 }
 
+/** A BUTTON's id in a job: its runner and line (what approvals name, here and on a `strata worker`). */
+export function buttonIdOf(request: { runner: string; line: number }): string {
+  return `${request.runner}-L${request.line}`;
+}
+
 export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
   const controller = new AbortController();
   let abortReason: 'cancel' | 'stop' | null = null;
@@ -137,7 +143,7 @@ export function startJob(deps: WorkerDeps, claimed: QueuedJob): ActiveJob {
   const recorder = new JobRecorder(deps, claimed);
 
   const approveButton: NonNullable<RunOptions['approveButton']> = (request) => {
-    const id = `${request.runner}-L${request.line}`;
+    const id = buttonIdOf(request);
     recorder.button(request.runner, { id, line: request.line, message: request.message, state: 'waiting' });
     if (controller.signal.aborted) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => buttons.set(id, resolve));

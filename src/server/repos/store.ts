@@ -33,6 +33,11 @@ const toRepo = (row: RepoRow): Repo => ({
  */
 const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
+/** Where a repository's SECRET ENV values come from, for the "missing secret" error (here or on a worker). */
+export function describeRepoSecret(repo: string): (name: string) => string {
+  return (name) => `the secrets of repository ${repo} on the server (set one with PUT /api/repos/${repo}/secrets/${name})`;
+}
+
 export function createRepoStore(database: StoreDatabase, serverKey: Buffer, now: () => number = Date.now): RepoStore {
   const db = database.sql;
   const row = (name: string) => db.selectFrom('server_repos').selectAll().where('name', '=', name).executeTakeFirst();
@@ -115,7 +120,7 @@ export function createRepoStore(database: StoreDatabase, serverKey: Buffer, now:
       const rows = await db.selectFrom('server_repo_secrets').select(['name', 'value_encrypted']).where('repo', '=', repo).execute();
       return {
         values: new Map(rows.map((r) => [r.name, decrypt(serverKey, r.value_encrypted, secretContext(repo, r.name))])),
-        describeLookup: (name) => `the secrets of repository ${repo} on the server (set one with PUT /api/repos/${repo}/secrets/${name})`,
+        describeLookup: describeRepoSecret(repo),
       };
     },
   };
